@@ -1,0 +1,81 @@
+"""Batched, device-side augmentation and normalisation of face crops.
+
+One random similarity transform per image (rotation, scale, shift, horizontal flip) is applied to
+the image with ``grid_sample`` and to landmarks / parsing maps consistently; brightness/contrast
+jitter follows. All randomness comes from the generator passed in, so runs are reproducible.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["augment_batch", "normalise", "IBUG_FLIP"]
+
+# iBUG 68-point indices after a horizontal flip (left/right features swap).
+IBUG_FLIP = (
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + list(range(27, 31)) + [35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65]
+)
+
+
+def augment_batch(batch: dict[str, torch.Tensor], cfg: Any, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Augment ``batch["image"]`` (float in [0,1], [B,3,H,W]) in place of the batch dict.
+
+    ``cfg`` keys (all optional): ``hflip`` probability, ``rotate`` degrees (±), ``scale`` [lo, hi],
+    ``shift`` pixels (±, at the stored resolution), ``brightness`` and ``contrast`` (± fraction).
+    """
+    img = batch["image"]
+    B, _, H, W = img.shape
+    dev = img.device
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return (torch.rand(B, generator=gen) * (hi - lo) + lo).to(dev)
+
+    rot = float(cfg.get("rotate", 0) or 0)
+    sc = cfg.get("scale") or [1.0, 1.0]
+    sh = float(cfg.get("shift", 0) or 0)
+    flip = (torch.rand(B, generator=gen) < float(cfg.get("hflip", 0) or 0)).to(dev)
+    angle = u(-rot, rot) * math.pi / 180
+    scale = u(float(sc[0]), float(sc[1]))
+    tx, ty = u(-sh, sh) * 2 / W, u(-sh, sh) * 2 / H
+    if rot or sc[0] != 1 or sc[1] != 1 or sh or flip.any():
+        # theta maps output coords to input coords (normalised [-1, 1]).
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        fx = torch.where(flip, -1.0, 1.0)
+        theta = torch.stack([torch.stack([cos * fx, -sin, tx], 1), torch.stack([sin * fx, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+        batch["image"] = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if "parsing" in batch:
+            par = batch["parsing"].unsqueeze(1).float()
+            batch["parsing"] = F.grid_sample(par, grid, mode="nearest", align_corners=False).squeeze(1).to(torch.uint8)
+        if "landmarks" in batch:
+            lm = batch["landmarks"].float()
+            norm = torch.stack([lm[..., 0] * 2 / W - 1, lm[..., 1] * 2 / H - 1], -1) - torch.stack([tx, ty], 1)[:, None]
+            # invert theta's linear part: output = R(-angle) * scale * (input - t), mirrored when flipped
+            c, s = torch.cos(angle) * scale, torch.sin(angle) * scale
+            x = (c[:, None] * norm[..., 0] + s[:, None] * norm[..., 1]) * fx[:, None]
+            y = -s[:, None] * norm[..., 0] + c[:, None] * norm[..., 1]
+            out = torch.stack([(x + 1) * W / 2, (y + 1) * H / 2], -1)
+            flipped = out[:, IBUG_FLIP]
+            batch["landmarks"] = torch.where(flip[:, None, None], flipped, out)
+    br = float(cfg.get("brightness", 0) or 0)
+    ct = float(cfg.get("contrast", 0) or 0)
+    if br or ct:
+        x = batch["image"]
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * u(1 - ct, 1 + ct).view(B, 1, 1, 1) + mean + u(-br, br).view(B, 1, 1, 1)
+        batch["image"] = x.clamp(0, 1)
+    return batch
+
+
+def normalise(img: torch.Tensor, mean: Any, std: Any, size: int | None) -> torch.Tensor:
+    """Resize to ``size`` (if given and different) and normalise with per-channel mean/std."""
+    if size and img.shape[-1] != size:
+        img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    m = torch.tensor(list(mean), device=img.device, dtype=img.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(list(std), device=img.device, dtype=img.dtype).view(1, -1, 1, 1)
+    return (img - m) / s

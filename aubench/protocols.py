@@ -1,0 +1,39 @@
+"""Subject partitions shared by real and synthetic protocols.
+
+The JAA-Net partitions (ZhiwenShao/JAANet ``data/{BP4D,DISFA}_part{1,2,3}_path.txt``), identical in
+ME-GraphAU, FG-Net and the ABAW3 code. aubench's convention: **fold k tests part k** and trains on
+the other two parts. Other codebases number differently (ME-GraphAU's fold 1 tests part 3; JAA-Net
+names models by their training parts, ``combine_1_2`` tests part 3): compare by the test-subject
+hash printed with every result, not by the fold number.
+"""
+from __future__ import annotations
+
+from aubench.specs import Fold
+
+__all__ = ["JAANET_BP4D_PARTS", "JAANET_DISFA_PARTS", "jaanet_folds", "FOLD_CONVENTION"]
+
+JAANET_BP4D_PARTS: tuple[tuple[str, ...], ...] = (
+    ("F001", "M007", "F018", "F008", "F002", "M004", "F010", "F009", "M012", "M001", "F016", "M014", "F023", "M008"),
+    ("M011", "F003", "M010", "M002", "F005", "F022", "M018", "M017", "F013", "M016", "F020", "F011", "M013", "M005"),
+    ("F007", "F015", "F006", "F019", "M006", "M009", "F012", "M003", "F004", "F021", "F017", "M015", "F014"),
+)
+JAANET_DISFA_PARTS: tuple[tuple[str, ...], ...] = (
+    ("SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"),
+    ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
+    ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
+)
+
+FOLD_CONVENTION = (
+    "fold k tests JAA-Net part k and trains on the other two parts. "
+    "ME-GraphAU fold 1/2/3 = aubench fold 3/2/1; JAA-Net combine_2_3/1_3/1_2 = aubench fold 1/2/3; "
+    "FG-Net labels/0,1,2 and Tallec's jaanet folds 0,1,2 = aubench fold 1/2/3."
+)
+
+
+def jaanet_folds(parts: tuple[tuple[str, ...], ...]) -> tuple[Fold, ...]:
+    """Three subject-exclusive folds: fold k tests part k, trains on the remaining parts."""
+    folds = []
+    for k, test in enumerate(parts):
+        train = tuple(s for j, part in enumerate(parts) if j != k for s in part)
+        folds.append(Fold(name=str(k + 1), test_subjects=tuple(test), train_subjects=train))
+    return tuple(folds)

@@ -1,0 +1,232 @@
+"""Plugin loading and the registry of everything plugins provide.
+
+Environment variables:
+
+``AUBENCH_DISABLE_PLUGIN_AUTOLOAD=1``
+    load no entry-point plugins at all (only plugins registered in code).
+``AUBENCH_PLUGINS=name1,name2``
+    load only these entry points (by entry-point name, e.g. ``baseline``).
+``AUBENCH_TRACE_PLUGINS=1``
+    print every hook call and its result to stderr.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from aubench import hookspecs
+from aubench.errors import DuplicateNameError, PluginError, UnknownNameError, did_you_mean
+from aubench.specs import DatasetSpec, LossSpec, MethodSpec, ModelSpec, ProtocolSpec, ReferenceTable
+
+__all__ = ["Registry", "PluginInfo", "get_registry", "reset_registry", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "aubench"
+
+_KINDS: dict[str, tuple[str, type]] = {
+    "dataset": ("aubench_register_datasets", DatasetSpec),
+    "model": ("aubench_register_models", ModelSpec),
+    "loss": ("aubench_register_losses", LossSpec),
+    "method": ("aubench_register_methods", MethodSpec),
+    "protocol": ("aubench_register_protocols", ProtocolSpec),
+}
+
+
+@dataclass
+class PluginInfo:
+    """What ``aubench list`` shows about one plugin."""
+
+    name: str
+    version: str
+    module: str
+    hooks: list[str] = field(default_factory=list)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+class Registry:
+    """All specs of all loaded plugins, by kind and name, with the plugin that owns each."""
+
+    def __init__(self, extra_plugins: Iterable[tuple[str, Any]] = (), autoload: bool | None = None):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.load_errors: dict[str, str] = {}
+        self._versions: dict[str, str] = {}
+        if _env_flag("AUBENCH_TRACE_PLUGINS"):
+            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
+            self.pm.enable_tracing()
+        if autoload is None:
+            autoload = not _env_flag("AUBENCH_DISABLE_PLUGIN_AUTOLOAD")
+        if autoload:
+            self._load_entry_points()
+        for name, plugin in extra_plugins:
+            self.register(plugin, name)
+        self.specs: dict[str, dict[str, Any]] = {kind: {} for kind in _KINDS}
+        self.owners: dict[str, dict[str, str]] = {kind: {} for kind in _KINDS}
+        self.references: list[tuple[str, ReferenceTable]] = []
+        self.search_paths: list[Path] = [Path(__file__).parent / "conf"]
+        self._collect()
+
+    # ------------------------------------------------------------------ loading
+    def _load_entry_points(self) -> None:
+        selected = os.environ.get("AUBENCH_PLUGINS")
+        wanted = {s.strip() for s in selected.split(",") if s.strip()} if selected else None
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if wanted is not None and ep.name not in wanted:
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                dist = ep.dist.name if ep.dist else "?"
+                msg = (
+                    f"plugin {ep.name!r} ({ep.value}, from distribution {dist!r}) failed to import: "
+                    f"{type(exc).__name__}: {exc}. The other plugins are loaded; fix or uninstall "
+                    f"{dist!r}, or skip it with AUBENCH_PLUGINS=<names to keep>."
+                )
+                self.load_errors[ep.name] = msg
+                warnings.warn(msg, stacklevel=2)
+                continue
+            self.register(plugin, ep.name, version=ep.dist.version if ep.dist else "?")
+
+    def register(self, plugin: Any, name: str, version: str | None = None) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=name)
+            raise PluginError(
+                f"plugin {name!r} has an invalid hook implementation: {exc}. "
+                "Compare its signature with aubench.hookspecs."
+            ) from exc
+        self._versions[name] = version or getattr(plugin, "__version__", "local")
+
+    # ------------------------------------------------------------------ collection
+    def _call_each(self, hook_name: str) -> list[tuple[str, Any]]:
+        """Call every implementation of a registration hook separately, keeping the owner."""
+        out: list[tuple[str, Any]] = []
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            owner = impl.plugin_name
+            try:
+                result = impl.function()
+            except Exception as exc:
+                raise PluginError(f"plugin {owner!r} raised in {hook_name}: {type(exc).__name__}: {exc}") from exc
+            if result is None:
+                continue
+            if not isinstance(result, (list, tuple)):
+                raise PluginError(f"plugin {owner!r}: {hook_name} must return a list, got {type(result).__name__}")
+            out.extend((owner, item) for item in result)
+        return out
+
+    def _collect(self) -> None:
+        for kind, (hook_name, spec_type) in _KINDS.items():
+            for owner, spec in self._call_each(hook_name):
+                if not isinstance(spec, spec_type):
+                    raise PluginError(
+                        f"plugin {owner!r}: {hook_name} returned {type(spec).__name__}, expected {spec_type.__name__}"
+                    )
+                key = spec.id if kind == "protocol" else spec.name
+                if key in self.specs[kind]:
+                    raise DuplicateNameError(
+                        f"{kind} {key!r} is registered by both plugin {self.owners[kind][key]!r} and plugin "
+                        f"{owner!r}. Rename one of them, or load only one with AUBENCH_PLUGINS."
+                    )
+                self.specs[kind][key] = spec
+                self.owners[kind][key] = owner
+        for owner, path in self._call_each("aubench_config_search_paths"):
+            path = Path(path)
+            if not path.is_dir():
+                raise PluginError(f"plugin {owner!r}: config search path {str(path)!r} is not a directory")
+            self.search_paths.append(path)
+        for owner, table in self._call_each("aubench_register_references"):
+            if not isinstance(table, ReferenceTable):
+                raise PluginError(f"plugin {owner!r}: aubench_register_references returned {type(table).__name__}")
+            self.references.append((owner, table))
+        self._validate()
+
+    def _validate(self) -> None:
+        for key, proto in self.specs["protocol"].items():
+            for ds in {proto.train_dataset, proto.test_dataset}:
+                if ds not in self.specs["dataset"]:
+                    owner = self.owners["protocol"][key]
+                    raise PluginError(
+                        f"plugin {owner!r}: protocol {key!r} uses dataset {ds!r}, which no plugin registers."
+                        + did_you_mean(ds, self.specs["dataset"])
+                    )
+        for name, method in self.specs["method"].items():
+            if self.method_config_path(method) is None:
+                raise PluginError(
+                    f"plugin {self.owners['method'][name]!r}: method {name!r} has no config "
+                    f"'method/{method.config_name}.yaml' in any config search path "
+                    f"({', '.join(str(p) for p in self.search_paths)}). Return its conf directory "
+                    "from aubench_config_search_paths."
+                )
+
+    # ------------------------------------------------------------------ lookup
+    def method_config_path(self, method: MethodSpec) -> Path | None:
+        for root in self.search_paths:
+            candidate = root / "method" / f"{method.config_name}.yaml"
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def get(self, kind: str, name: str) -> Any:
+        table = self.specs[kind]
+        if kind == "protocol" and name not in table:
+            matches = [k for k in table if k.split("@")[0] == name]
+            if len(matches) == 1:
+                return table[matches[0]]
+        try:
+            return table[name]
+        except KeyError:
+            raise UnknownNameError(kind, name, table) from None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.specs[kind])
+
+    def owner(self, kind: str, name: str) -> str:
+        spec = self.get(kind, name)
+        key = spec.id if kind == "protocol" else spec.name
+        return self.owners[kind][key]
+
+    def plugins(self) -> list[PluginInfo]:
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = sorted(
+                h.name for h in self.pm.get_hookcallers(plugin) or [] if h.name.startswith("aubench_")
+            )
+            infos.append(PluginInfo(name, self._versions.get(name, "?"), getattr(plugin, "__name__", repr(plugin)), hooks))
+        return sorted(infos, key=lambda p: p.name)
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry()
+    return _REGISTRY
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Replace (or drop) the process-wide registry; used by tests and after installing plugins."""
+    global _REGISTRY
+    _REGISTRY = registry

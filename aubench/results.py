@@ -1,0 +1,96 @@
+"""Result records: one JSON file per finished cell, plus its stored per-frame predictions.
+
+Layout under the runs folder::
+
+    <protocol@version>/<method>/<preset>[+<override hash>]/<fold>/seed<k>/
+        record.json        the result record (written last, atomically: its presence means "finished")
+        predictions.npz    probs, labels, mask, subject, video, frame of every evaluated frame
+        checkpoint.pt      training state for resume (deleted when the cell finishes)
+        model.safetensors  final weights
+        failed.json        traceback of the last failed attempt (removed on success)
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RECORD_SCHEMA_VERSION", "atomic_write_text", "atomic_write_json", "environment", "load_records",
+           "cell_dir", "variant_name"]
+
+RECORD_SCHEMA_VERSION = 1
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def variant_name(preset: str, cfg_overrides: list[str], cfg_hash: str) -> str:
+    """Folder name of a recipe variant: the preset, plus a hash when overrides change the recipe."""
+    return f"{preset}+{cfg_hash}" if cfg_overrides else preset
+
+
+def cell_dir(runs_dir: Path, protocol_id: str, method: str, variant: str, fold: str, seed: int) -> Path:
+    return Path(runs_dir) / protocol_id / method / variant / str(fold) / f"seed{seed}"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """What produced a number: package versions, git commit, device."""
+    import numpy
+    import torch
+
+    from aubench import __version__
+
+    env = {"aubench": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
+           "platform": platform.platform(), "torch": torch.__version__, "numpy": numpy.__version__,
+           "device": device, "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+    try:
+        import timm
+
+        env["timm"] = timm.__version__
+    except ImportError:
+        pass
+    if device and device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def load_records(root: Path) -> list[dict[str, Any]]:
+    """All result records under ``root`` (any depth), sorted by path for stable output."""
+    records = []
+    for path in sorted(Path(root).rglob("record.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc}); delete it to re-run that cell") from exc
+        rec["_path"] = str(path)
+        records.append(rec)
+    return records

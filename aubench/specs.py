@@ -1,0 +1,180 @@
+"""The typed records plugins register: datasets, models, losses, methods, protocols, references.
+
+Specs are plain frozen dataclasses that import nothing heavy. Factories are given as
+``"package.module:attribute"`` strings (or callables) and resolved only when a cell is built,
+so ``aubench list`` and ``--help`` never import torch or build a model.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DatasetSpec",
+    "ModelSpec",
+    "LossSpec",
+    "MethodSpec",
+    "Fold",
+    "ProtocolSpec",
+    "ReferenceTable",
+    "resolve_factory",
+    "subject_hash",
+]
+
+Factory = "str | Callable[..., Any]"
+
+
+def resolve_factory(factory: str | Callable[..., Any]) -> Callable[..., Any]:
+    """Import ``"pkg.module:attr"`` (or return a callable unchanged)."""
+    if callable(factory):
+        return factory
+    module_name, _, attr = factory.partition(":")
+    if not attr:
+        raise ValueError(f"factory {factory!r} must look like 'package.module:attribute'")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise ImportError(f"{module_name!r} has no attribute {attr!r} (factory {factory!r})") from exc
+
+
+def subject_hash(subjects: tuple[str, ...] | list[str]) -> str:
+    """Short, order-independent hash of a subject list; printed in every result and checkpoint."""
+    return hashlib.sha256(",".join(sorted(subjects)).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: its AU set, its subjects, and how to obtain the prepared form.
+
+    ``prepare`` is called as ``prepare(out_dir=Path, **params)`` and must write a prepared
+    dataset (see :mod:`aubench.data.prepared`) into ``out_dir``. For a synthetic dataset it
+    generates the data; for a real one it needs ``raw_root`` in ``params``.
+    ``label_kind`` is ``"occurrence"`` (codes 0/1, ``unknown_code`` masked) or ``"intensity"``
+    (0-5, binarised by the protocol's threshold).
+    """
+
+    name: str
+    au_set: tuple[int, ...]
+    label_kind: str
+    prepare: str | Callable[..., Any]
+    subjects: tuple[str, ...] = ()
+    synthetic: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model factory: ``factory(au_set=tuple, stats=TrainStats, **cfg) -> nn.Module``.
+
+    The module's ``forward(batch: dict) -> dict`` returns at least ``logits`` of shape
+    ``[B, len(au_set)]``. ``inputs`` lists the batch keys it needs beyond ``image``
+    (``"landmarks"``, ``"parsing"``) so the loader provides them.
+    """
+
+    name: str
+    factory: str | Callable[..., Any]
+    inputs: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss factory: ``factory(**cfg) -> loss`` with ``loss(outputs, batch, stats) -> (scalar, terms)``.
+
+    ``terms`` is a dict of floats logged per epoch. ``stats`` is a
+    :class:`aubench.stats.TrainStats` computed on the training subjects of the cell.
+    """
+
+    name: str
+    factory: str | Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method is a recipe: a Hydra config ``method/<config>.yaml`` in a plugin's search path.
+
+    The recipe names a model and a loss, the optimiser and schedule, augmentation, epochs and
+    ``presets`` (``paper``/``smoke``). ``default`` methods run in ``aubench run --all``.
+    """
+
+    name: str
+    config: str = ""
+    description: str = ""
+    default: bool = True
+
+    @property
+    def config_name(self) -> str:
+        return self.config or self.name
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One split of a protocol: the test subjects, and the train subjects (default: all others)."""
+
+    name: str
+    test_subjects: tuple[str, ...]
+    train_subjects: tuple[str, ...] | None = None
+
+    @property
+    def test_hash(self) -> str:
+        return subject_hash(self.test_subjects)
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """A versioned evaluation protocol: exact subject lists per fold, AU subset, binarisation.
+
+    ``train_dataset`` and ``test_dataset`` differ for cross-dataset protocols; ``au_map`` then maps
+    each evaluated AU to itself in both datasets (the AUs must be in both AU sets).
+    ``train_aus`` are the AUs models are trained on (default: ``eval_aus``); cross-dataset protocols
+    train on the source's full AU set and evaluate the shared subset.
+    ``positive_threshold`` binarises intensity labels (``>= threshold`` is positive).
+    A changed protocol gets a new ``version``; it is never edited silently.
+    """
+
+    name: str
+    version: str
+    train_dataset: str
+    test_dataset: str
+    folds: tuple[Fold, ...]
+    eval_aus: tuple[int, ...]
+    train_aus: tuple[int, ...] | None = None
+    positive_threshold: int = 2
+    default: bool = False
+    description: str = ""
+    fold_convention: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def cross_dataset(self) -> bool:
+        return self.train_dataset != self.test_dataset
+
+    def fold(self, key: str | int) -> Fold:
+        for i, f in enumerate(self.folds):
+            if str(key) in (f.name, str(i)):
+                return f
+        raise KeyError(key)
+
+
+@dataclass(frozen=True)
+class ReferenceTable:
+    """Published F1 numbers (percent) to show beside ours on the leaderboard.
+
+    ``rows`` maps a row label to ``{au_number: f1, ..., "avg": f1}``. ``method`` optionally names the
+    aubench method that reproduces the row.
+    """
+
+    source: str
+    protocol: str
+    rows: Mapping[str, Mapping[str, float]]
+    method: Mapping[str, str] = field(default_factory=dict)
+    note: str = ""

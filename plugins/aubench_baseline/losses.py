@@ -1,0 +1,73 @@
+"""Baseline AU losses. Every loss is ``loss(outputs, batch, stats) -> (scalar, terms)`` and ignores
+masked (unknown) labels."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from aubench.lossutils import masked_bce, per_au_mean
+
+__all__ = ["BCELoss", "WeightedBCELoss", "DiceLoss"]
+
+
+class BCELoss:
+    """Plain binary cross-entropy, averaged per AU over labelled frames, then over AUs."""
+
+    def __init__(self, logits_key: str = "logits"):
+        self.key = logits_key
+
+    def __call__(self, outputs: dict[str, Any], batch: dict[str, Any], stats: Any) -> tuple[torch.Tensor, dict]:
+        value, _ = masked_bce(outputs[self.key], batch["labels"], batch["mask"])
+        return value, {}
+
+
+class WeightedBCELoss:
+    """BCE with per-AU weights from the training frequencies f_t of the cell.
+
+    ``normalise="jaanet"`` (default): w_t = K·(1/f_t)/Σ_j(1/f_j), the JAA-Net / ME-GraphAU weights,
+    which sum to K so the loss keeps the scale of plain BCE. ``normalise="thesis"``: the thesis §4.4.2
+    weights (1/f_t)/Σ_j(1/f_j), which sum to 1 — the same direction, K times smaller.
+    """
+
+    def __init__(self, normalise: str = "jaanet", logits_key: str = "logits"):
+        if normalise not in ("jaanet", "thesis"):
+            raise ValueError(f"normalise={normalise!r}; use 'jaanet' or 'thesis'")
+        self.normalise, self.key = normalise, logits_key
+
+    def weights(self, stats: Any) -> torch.Tensor:
+        w = stats.jaanet_weights() if self.normalise == "jaanet" else stats.inverse_frequency_weights()
+        return torch.as_tensor(w, dtype=torch.float32)
+
+    def __call__(self, outputs: dict[str, Any], batch: dict[str, Any], stats: Any) -> tuple[torch.Tensor, dict]:
+        logits = outputs[self.key]
+        value, _ = masked_bce(logits, batch["labels"], batch["mask"], self.weights(stats).to(logits.device))
+        return value, {}
+
+
+class DiceLoss:
+    """Frequency-weighted soft Dice, thesis eq. (2.40), per example and AU:
+    ``w_t (1 - (2 y p + ε) / (y² + p² + ε))``, averaged over labelled frames, summed with weights / K.
+
+    Eq. (2.40) is written per example; ε is not given in the thesis. We use ε = 1 (JAA-Net's
+    "smooth" constant), which keeps the term bounded and differentiable at y = p = 0.
+    ``reduction="batch"`` computes the Dice over the whole batch per AU instead (JAA-Net's form).
+    """
+
+    def __init__(self, eps: float = 1.0, weighted: bool = True, reduction: str = "example", logits_key: str = "logits"):
+        if reduction not in ("example", "batch"):
+            raise ValueError(f"reduction={reduction!r}; use 'example' or 'batch'")
+        self.eps, self.weighted, self.reduction, self.key = eps, weighted, reduction, logits_key
+
+    def __call__(self, outputs: dict[str, Any], batch: dict[str, Any], stats: Any) -> tuple[torch.Tensor, dict]:
+        p = torch.sigmoid(outputs[self.key].float())
+        y, m = batch["labels"].float(), batch["mask"].float()
+        if self.reduction == "example":
+            per = 1 - (2 * y * p + self.eps) / (y * y + p * p + self.eps)
+            per_au = per_au_mean(per, batch["mask"])
+        else:
+            per_au = 1 - (2 * (y * p * m).sum(0) + self.eps) / ((y * y * m).sum(0) + (p * p * m).sum(0) + self.eps)
+        if self.weighted:
+            w = torch.as_tensor(stats.jaanet_weights(), dtype=per_au.dtype, device=per_au.device)
+            return (w * per_au).sum() / per_au.numel(), {}
+        return per_au.mean(), {}

@@ -1,0 +1,62 @@
+"""Registers the SynthAU variants and their protocols (mirrors of the real BP4D/DISFA protocols).
+
+Synthetic subjects carry BP4D's and DISFA's subject IDs, so the protocols use the exact JAA-Net
+partitions of the real datasets.
+"""
+from __future__ import annotations
+
+from aubench import DatasetSpec, Fold, ProtocolSpec, hookimpl
+from aubench.protocols import FOLD_CONVENTION, JAANET_BP4D_PARTS, JAANET_DISFA_PARTS, jaanet_folds
+from aubench.synthau import BP4D_AUS, BP4D_SUBJECTS, DISFA_AUS, DISFA_EVAL_AUS, DISFA_SUBJECTS
+
+__version__ = "0.1.0"
+
+CROSS_AUS = (1, 2, 4, 6, 12)
+
+
+@hookimpl
+def aubench_register_datasets():
+    return [
+        DatasetSpec(name="synth-bp4d", au_set=BP4D_AUS, label_kind="occurrence", prepare="aubench_synthau.plugin:prepare",
+                    subjects=BP4D_SUBJECTS, synthetic=True, params={"label_noise": 0.05},
+                    description="SynthAU, BP4D-like: 41 subjects x 8 tasks, 12 AUs, 0/1/9 occurrence codes"),
+        DatasetSpec(name="synth-disfa", au_set=DISFA_AUS, label_kind="intensity", prepare="aubench_synthau.plugin:prepare",
+                    subjects=DISFA_SUBJECTS, synthetic=True, params={"label_noise": 0.05},
+                    description="SynthAU, DISFA-like: 27 subjects, one video each, 12 AUs with 0-5 intensities"),
+        DatasetSpec(name="synth-bp4d-noisy", au_set=BP4D_AUS, label_kind="occurrence",
+                    prepare="aubench_synthau.plugin:prepare", subjects=BP4D_SUBJECTS, synthetic=True,
+                    params={"variant": "synth-bp4d", "label_noise": 0.3},
+                    description="synth-bp4d with 30% of positive AU episodes annotated as absent (label noise)"),
+    ]
+
+
+@hookimpl
+def aubench_register_protocols():
+    return [
+        ProtocolSpec(name="synth-bp4d-3fold", version="v1", train_dataset="synth-bp4d", test_dataset="synth-bp4d",
+                     folds=jaanet_folds(JAANET_BP4D_PARTS), eval_aus=BP4D_AUS, default=True,
+                     description="subject-exclusive 3-fold CV on synth-bp4d with BP4D's JAA-Net partitions",
+                     fold_convention=FOLD_CONVENTION),
+        ProtocolSpec(name="synth-disfa-3fold", version="v1", train_dataset="synth-disfa", test_dataset="synth-disfa",
+                     folds=jaanet_folds(JAANET_DISFA_PARTS), eval_aus=DISFA_EVAL_AUS, positive_threshold=2,
+                     default=True,
+                     description="subject-exclusive 3-fold CV on synth-disfa (8 AUs, intensity >= 2) with DISFA's "
+                                 "JAA-Net partitions", fold_convention=FOLD_CONVENTION),
+        ProtocolSpec(name="synth-bp4d-to-synth-disfa", version="v1", train_dataset="synth-bp4d",
+                     test_dataset="synth-disfa",
+                     folds=(Fold(name="all", test_subjects=DISFA_SUBJECTS, train_subjects=BP4D_SUBJECTS),),
+                     eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2, default=True,
+                     description="cross-dataset: train on all of synth-bp4d (12 AUs), test on all 27 synth-disfa "
+                                 "subjects on the shared AUs 1, 2, 4, 6, 12 (intensity >= 2)"),
+        ProtocolSpec(name="synth-bp4d-noisy-3fold", version="v1", train_dataset="synth-bp4d-noisy",
+                     test_dataset="synth-bp4d-noisy", folds=jaanet_folds(JAANET_BP4D_PARTS), eval_aus=BP4D_AUS,
+                     description="3-fold CV on synth-bp4d-noisy (30% missed positive episodes), for noise-robust losses",
+                     fold_convention=FOLD_CONVENTION),
+    ]
+
+
+def prepare(out_dir, progress=True, **params):
+    """Generate a SynthAU variant into ``out_dir`` (whose folder name is the dataset name)."""
+    from aubench.synthau import generate
+
+    return generate(out_dir, name=out_dir.name, progress=progress, **params)
