@@ -61,9 +61,13 @@ class Registry:
         self.pm.add_hookspecs(hookspecs)
         self.load_errors: dict[str, str] = {}
         self._versions: dict[str, str] = {}
-        if _env_flag("AUBENCH_TRACE_PLUGINS"):
-            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
-            self.pm.enable_tracing()
+        self.tracing = _env_flag("AUBENCH_TRACE_PLUGINS")
+        if self.tracing:
+            self.pm.add_hookcall_monitoring(
+                lambda name, impls, kwargs: sys.stderr.write(
+                    f"[aubench trace] {name}({', '.join(kwargs)}) -> {[i.plugin_name for i in impls]}\n"),
+                lambda outcome, name, impls, kwargs: None,
+            )
         if autoload is None:
             autoload = not _env_flag("AUBENCH_DISABLE_PLUGIN_AUTOLOAD")
         if autoload:
@@ -115,12 +119,15 @@ class Registry:
     def _call_each(self, hook_name: str) -> list[tuple[str, Any]]:
         """Call every implementation of a registration hook separately, keeping the owner."""
         out: list[tuple[str, Any]] = []
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():  # registration order
             owner = impl.plugin_name
             try:
                 result = impl.function()
             except Exception as exc:
                 raise PluginError(f"plugin {owner!r} raised in {hook_name}: {type(exc).__name__}: {exc}") from exc
+            if self.tracing:
+                count = len(result) if isinstance(result, (list, tuple)) else result
+                sys.stderr.write(f"[aubench trace] {hook_name}() by {owner!r} -> {count}\n")
             if result is None:
                 continue
             if not isinstance(result, (list, tuple)):

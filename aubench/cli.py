@@ -1,0 +1,256 @@
+"""The ``aubench`` command line.
+
+Kept light at import: listing plugins and ``--help`` never import torch or build a model.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from aubench import __version__
+from aubench.errors import AubenchError, ConfigError
+
+__all__ = ["main", "build_parser"]
+
+KINDS = ("plugins", "datasets", "models", "losses", "methods", "protocols", "references")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aubench", description="Benchmark harness for facial Action Unit detection.")
+    p.add_argument("--version", action="version", version=f"aubench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ls = sub.add_parser("list", help="list plugins and what they register")
+    ls.add_argument("kind", nargs="?", choices=KINDS, help="show only this kind (default: everything)")
+
+    show = sub.add_parser("show", help="print a method's resolved recipe (after preset and overrides)")
+    show.add_argument("method")
+    show.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. optim.lr=1e-4")
+    show.add_argument("--dataset", default=None, help="resolve preset=auto as for this dataset")
+
+    run = sub.add_parser("run", help="train and evaluate methods on protocols",
+                         description="Run `aubench run METHOD [key=value ...]` or `aubench run --all`. Finished "
+                                     "cells are skipped; --overwrite redoes them.")
+    run.add_argument("items", nargs="*", metavar="METHOD | key=value",
+                     help="a method name and Hydra-style overrides (optim.lr=1e-4, preset=paper, engine.device=cpu)")
+    run.add_argument("--all", action="store_true", help="every default method on every default protocol")
+    run.add_argument("--dataset", help="run the protocols of this dataset (default protocols if omitted)")
+    run.add_argument("--protocol", action="append", help="protocol name (or name@version); repeatable")
+    run.add_argument("--fold", action="append", help="only this fold (repeatable); default: every fold")
+    run.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1 and report mean ± std (default 1)")
+    run.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("AUBENCH_RUNS", "runs")))
+    run.add_argument("--overwrite", action="store_true", help="redo cells that already have a result record")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell only)")
+
+    lb = sub.add_parser("leaderboard", help="render a Markdown leaderboard from result records")
+    lb.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("AUBENCH_RUNS", "runs")))
+    lb.add_argument("--out", type=Path, default=None, help="default: <runs-dir>/LEADERBOARD.md")
+
+    sub.add_parser("doctor", help="print what a bug report needs: versions, device, plugins, datasets")
+
+    data = sub.add_parser("data", help="dataset tools")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    gen = dsub.add_parser("generate", help="generate a synthetic dataset (cached; regenerated when it changes)")
+    gen.add_argument("dataset")
+    gen.add_argument("--force", action="store_true", help="regenerate even if the cached copy is current")
+    dsub.add_parser("where", help="print where prepared datasets are stored")
+
+    sweep = sub.add_parser("sweep", help="Hydra multirun: one job per cell (local, or SLURM/Ray launchers)",
+                           add_help=False)
+    sweep.add_argument("hydra_args", nargs=argparse.REMAINDER,
+                       help="e.g. method=vmnc-bce,vmnc-wbce protocol=synth-bp4d-3fold fold=1,2,3 seed=0,1")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"list": cmd_list, "show": cmd_show, "run": cmd_run, "leaderboard": cmd_leaderboard,
+                "doctor": cmd_doctor, "data": cmd_data, "sweep": cmd_sweep}[args.command](args)
+    except AubenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+# --------------------------------------------------------------------------- list / show
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from aubench.registry import get_registry
+
+    reg = get_registry()
+    kinds = [args.kind] if args.kind else list(KINDS)
+    for kind in kinds:
+        print(f"\n{kind.upper()}")
+        if kind == "plugins":
+            rows = [[p.name, p.version, p.module, ", ".join(h.removeprefix("aubench_") for h in p.hooks)]
+                    for p in reg.plugins()]
+            print(tabulate(rows, headers=["plugin", "version", "module", "hooks"], tablefmt="simple"))
+            for name, msg in reg.load_errors.items():
+                print(f"  BROKEN {name}: {msg}")
+        elif kind == "references":
+            rows = [[t.protocol, t.source, len(t.rows), owner] for owner, t in reg.references]
+            print(tabulate(rows, headers=["protocol", "source", "rows", "plugin"], tablefmt="simple"))
+        else:
+            singular = kind.removesuffix("es") if kind == "losses" else kind[:-1]
+            rows = []
+            for key in reg.names(singular):
+                spec = reg.specs[singular][key]
+                extra = ""
+                if singular == "dataset":
+                    extra = f"AUs {','.join(map(str, spec.au_set))}; {'synthetic' if spec.synthetic else 'real'}"
+                elif singular == "protocol":
+                    extra = (f"{spec.train_dataset} -> {spec.test_dataset}; {len(spec.folds)} fold(s); "
+                             f"AUs {','.join(map(str, spec.eval_aus))}{'; default' if spec.default else ''}")
+                elif singular == "method":
+                    extra = "default" if spec.default else ""
+                elif singular == "model" and spec.inputs:
+                    extra = "needs " + ", ".join(spec.inputs)
+                rows.append([key, reg.owners[singular][key], extra, spec.description])
+            print(tabulate(rows, headers=[singular, "plugin", "", "description"], tablefmt="simple"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from aubench.config import compose
+    from aubench.registry import get_registry
+
+    reg = get_registry()
+    synthetic = reg.get("dataset", args.dataset).synthetic if args.dataset else True
+    cfg = compose(args.method, args.overrides, registry=reg, synthetic=synthetic)
+    print(OmegaConf.to_yaml(cfg), end="")
+    return 0
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _split_items(items: list[str]) -> tuple[list[str], list[str]]:
+    methods = [i for i in items if "=" not in i and not i.startswith("~")]
+    overrides = [i for i in items if i not in methods]
+    return methods, overrides
+
+
+def _protocols_for(reg: Any, dataset: str | None, names: list[str] | None) -> list[Any]:
+    if names:
+        protos = [reg.get("protocol", n) for n in names]
+        if dataset:
+            bad = [p.id for p in protos if dataset not in (p.train_dataset, p.test_dataset)]
+            if bad:
+                raise ConfigError(f"protocols {bad} do not use dataset {dataset!r}")
+        return protos
+    if dataset:
+        reg.get("dataset", dataset)
+        protos = [p for p in reg.specs["protocol"].values() if p.train_dataset == p.test_dataset == dataset]
+        if not protos:
+            raise ConfigError(f"no within-dataset protocol for {dataset!r}; pick one with --protocol "
+                              "(see `aubench list protocols`)")
+        return protos
+    return [p for p in reg.specs["protocol"].values() if p.default]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from aubench.engine import plan_cells, run_cells
+    from aubench.leaderboard import write_leaderboard
+    from aubench.metrics import mean_std
+    from aubench.registry import get_registry
+
+    reg = get_registry()
+    methods, overrides = _split_items(args.items)
+    if args.all and methods:
+        raise ConfigError("give either --all or method names, not both")
+    if args.all:
+        methods = [m.name for m in reg.specs["method"].values() if m.default]
+    if not methods:
+        raise ConfigError("name a method (see `aubench list methods`) or pass --all")
+    if args.seeds < 1:
+        raise ConfigError("--seeds must be at least 1")
+    protos = _protocols_for(reg, args.dataset, args.protocol)
+    cells = []
+    for method in methods:
+        for proto in protos:
+            cells += plan_cells(reg, method, proto.id, folds=args.fold, seeds=list(range(args.seeds)),
+                                overrides=overrides, runs_dir=args.runs_dir)
+    print(f"{len(cells)} cell(s): {len(methods)} method(s) x {len(protos)} protocol(s) x folds x {args.seeds} seed(s); "
+          f"runs in {args.runs_dir}")
+    outer = tqdm(total=len(cells), desc="cells", unit="cell", disable=args.no_progress, position=0)
+
+    def echo(msg: str) -> None:
+        outer.update(1)
+        tqdm.write(msg)
+
+    outcomes = run_cells(cells, reg, overwrite=args.overwrite, progress=not args.no_progress, echo=echo)
+    outer.close()
+    print()
+    groups: dict[tuple[str, str], list[float]] = {}
+    for o in outcomes:
+        if o.record is not None:
+            groups.setdefault((o.cell.method, o.cell.protocol.id), []).append(o.record["f1_avg"])
+    for (method, proto), f1s in sorted(groups.items()):
+        mean, std = mean_std(f1s)
+        print(f"{method:28s} {proto:34s} F1 {mean:5.1f} ± {std:4.1f}  ({len(f1s)} cell(s))")
+    failed = [o for o in outcomes if o.status == "failed"]
+    out = write_leaderboard(args.runs_dir, args.runs_dir / "LEADERBOARD.md", reg)
+    print(f"\nleaderboard: {out}")
+    if failed:
+        print(f"{len(failed)} cell(s) failed; see failed.json in their run folders", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from aubench.leaderboard import write_leaderboard
+    from aubench.registry import get_registry
+
+    if not args.runs_dir.is_dir():
+        raise ConfigError(f"runs folder {args.runs_dir} does not exist; run `aubench run ...` first or pass --runs-dir")
+    out = write_leaderboard(args.runs_dir, args.out or args.runs_dir / "LEADERBOARD.md", get_registry())
+    print(out)
+    return 0
+
+
+# --------------------------------------------------------------------------- doctor / data / sweep
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from aubench.doctor import report
+
+    print(report())
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from aubench.data.prepared import dataset_dir, ensure_prepared
+    from aubench.registry import get_registry
+
+    if args.data_command == "where":
+        print(dataset_dir("<name>").parent)
+        return 0
+    spec = get_registry().get("dataset", args.dataset)
+    if not spec.synthetic:
+        raise ConfigError(f"{args.dataset} is a real dataset; it is prepared from a licensed copy, not generated")
+    ds = ensure_prepared(spec, force=args.force)
+    print(f"{ds.root}: {len(ds)} frames, {len(ds.subjects)} subjects, fingerprint {ds.fingerprint}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from aubench.hydra_app import run_multirun
+
+    return run_multirun(args.hydra_args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

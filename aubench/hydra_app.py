@@ -1,0 +1,62 @@
+"""``aubench sweep``: Hydra multirun over cells, so existing launchers can spread them out.
+
+Each Hydra job is one (method, protocol, fold, seed) selection and runs through the same engine as
+``aubench run``; results land in the same runs folder and skip cells already finished. Examples::
+
+    aubench sweep method=vmnc-bce,vmnc-wbce protocol=synth-bp4d-3fold fold=1,2,3 seed=0,1
+    aubench sweep method=vmnc-bce protocol=synth-bp4d-3fold fold=1,2,3 optim.lr=1e-3,3e-3
+    # on SLURM (pip install hydra-submitit-launcher):
+    aubench sweep hydra/launcher=submitit_slurm hydra.launcher.partition=gpu method=vmnc-bce ...
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from aubench.config import CELL_KEYS, searchpath_override
+from aubench.errors import AubenchError, ConfigError
+
+__all__ = ["run_multirun"]
+
+
+def run_multirun(argv: list[str]) -> int:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from aubench.engine import plan_cells, run_cells
+    from aubench.registry import get_registry
+
+    reg = get_registry()
+    by_config = {m.config_name: m.name for m in reg.specs["method"].values()}
+    args = [a for a in argv if a not in ("-m", "--multirun")]
+    if not any(a.startswith("hydra.sweep.dir=") for a in args):
+        args.append("hydra.sweep.dir=${runs_dir}/.sweeps/${now:%Y-%m-%d_%H-%M-%S}")
+    failures: list[str] = []
+
+    def task(cfg: Any) -> float | None:
+        hc = HydraConfig.get()
+        if cfg.protocol is None:
+            raise ConfigError("a sweep needs protocol=<name> (see `aubench list protocols`)")
+        method = by_config[hc.runtime.choices["method"]]
+        keys = (*CELL_KEYS, "method", "hydra")
+        overrides = [o for o in hc.overrides.task if o.split("=")[0].lstrip("+~").split(".")[0] not in keys]
+        cells = plan_cells(reg, method, str(cfg.protocol), folds=None if cfg.fold is None else [str(cfg.fold)],
+                           seeds=[int(cfg.seed)], overrides=overrides, runs_dir=cfg.runs_dir)
+        outcomes = run_cells(cells, reg, overwrite=bool(cfg.overwrite), progress=False)
+        failures.extend(o.cell.label for o in outcomes if o.status == "failed")
+        done = [o.record["f1_avg"] for o in outcomes if o.record]
+        return sum(done) / len(done) if done else None
+
+    app = hydra.main(version_base="1.3", config_path=str(reg.search_paths[0]), config_name="aubench")(task)
+    saved = sys.argv
+    sys.argv = ["aubench sweep", "--multirun", searchpath_override(reg), *args]
+    try:
+        app()
+    except AubenchError:
+        raise
+    finally:
+        sys.argv = saved
+    if failures:
+        print(f"{len(failures)} cell(s) failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0

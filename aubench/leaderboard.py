@@ -1,0 +1,125 @@
+"""Render result records (and published reference tables) as a Markdown leaderboard.
+
+One section per protocol: our rows (mean ± std of the AU-average F1 over folds × seeds, and the
+per-AU means), the all-positive predictor as a floor, and the published rows registered by plugins
+for that protocol. The output is deterministic (no timestamps), so a committed leaderboard can be
+checked against the records it was rendered from.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aubench.metrics import all_positive_f1, mean_std
+
+__all__ = ["aggregate", "render", "write_leaderboard"]
+
+
+def _variant(rec: dict[str, Any]) -> str:
+    return rec["preset"] + (f" + {' '.join(rec['overrides'])}" if rec.get("overrides") else "")
+
+
+def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Group records by protocol and (method, variant); mean ± std over their cells."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        groups[(rec["protocol_id"], rec["method"], _variant(rec))].append(rec)
+    table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (proto, method, variant), recs in sorted(groups.items()):
+        aus = recs[0]["aus"]
+        f1s = [r["f1_avg"] for r in recs]
+        mean, std = mean_std(f1s)
+        per_au = {str(a): mean_std([r["per_au"][str(a)]["f1"] for r in recs])[0] for a in aus}
+        table[proto].append({
+            "method": method, "variant": variant, "aus": aus, "f1_mean": mean, "f1_std": std, "per_au": per_au,
+            "folds": sorted({r["fold"] for r in recs}), "seeds": sorted({r["seed"] for r in recs}),
+            "n_cells": len(recs), "frames": sum(r["n_test_frames"] for r in recs) // max(len({r["seed"] for r in recs}), 1),
+            "hashes": sorted({f"{r['fold']}:{r['test_subject_hash']}" for r in recs}),
+            "records": recs,
+        })
+    return dict(table)
+
+
+def _all_positive_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The floor every method must beat: say "present" on every frame (per AU F1 = 2p/(1+p))."""
+    by_fold: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        for rec in row["records"]:
+            by_fold.setdefault(rec["fold"], rec)
+    aus = rows[0]["aus"]
+    per_fold = [{str(a): all_positive_f1(r["per_au"][str(a)]["positive_rate"]) for a in aus} for r in by_fold.values()]
+    per_au = {str(a): mean_std([pf[str(a)] for pf in per_fold])[0] for a in aus}
+    avgs = [sum(pf.values()) / len(pf) for pf in per_fold]
+    mean, std = mean_std(avgs)
+    return {"per_au": per_au, "f1_mean": mean, "f1_std": std}
+
+
+def render(records: list[dict[str, Any]], references: Iterable[tuple[str, Any]] = (), *,
+           protocols: dict[str, Any] | None = None, title: str = "aubench leaderboard") -> str:
+    """Markdown for ``records``; ``references`` are ``(plugin, ReferenceTable)`` pairs."""
+    from tabulate import tabulate
+
+    refs = list(references)
+    table = aggregate(records)
+    out = [f"# {title}", "",
+           "F1 (%) per AU at threshold 0.5 over all test frames of each fold, AU-average as mean ± std over "
+           "folds × seeds. *All positive* predicts every AU present (F1 = 2p/(1+p)): the floor to beat. "
+           "Rendered by `aubench leaderboard`; every row traces to result records with config, code version and "
+           "data fingerprint.", ""]
+    for proto_id, rows in table.items():
+        aus = rows[0]["aus"]
+        spec = (protocols or {}).get(proto_id)
+        out += [f"## {proto_id}", ""]
+        if spec is not None and spec.description:
+            out += [spec.description + ".", ""]
+        if spec is not None and spec.fold_convention:
+            out += [f"Folds: {spec.fold_convention}", ""]
+        headers = ["method", "preset", "avg F1", *[f"AU{a}" for a in aus], "folds × seeds", "test frames"]
+        body = []
+        for row in sorted(rows, key=lambda r: -r["f1_mean"]):
+            body.append([row["method"], row["variant"], f"**{row['f1_mean']:.1f}** ± {row['f1_std']:.1f}",
+                         *[f"{row['per_au'][str(a)]:.1f}" for a in aus],
+                         f"{len(row['folds'])} × {len(row['seeds'])}", row["frames"]])
+        floor = _all_positive_row(rows)
+        body.append(["*all positive*", "", f"{floor['f1_mean']:.1f} ± {floor['f1_std']:.1f}",
+                     *[f"{floor['per_au'][str(a)]:.1f}" for a in aus], "", ""])
+        out.append(tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True))
+        out.append("")
+        hashes = sorted({h for r in rows for h in r["hashes"]})
+        out += [f"Test-subject hashes (fold:hash): {', '.join(hashes)}.", ""]
+        for owner, ref in refs:
+            if ref.protocol.split("@")[0] == proto_id.split("@")[0]:
+                out += _render_reference(ref, owner)
+    unshown = [(o, r) for o, r in refs if r.protocol.split("@")[0] not in {p.split("@")[0] for p in table}]
+    if unshown:
+        out += ["## Published results without aubench runs yet", ""]
+        for owner, ref in unshown:
+            out += _render_reference(ref, owner, with_protocol=True)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _render_reference(ref: Any, owner: str, with_protocol: bool = False) -> list[str]:
+    from tabulate import tabulate
+
+    keys: list[str] = []
+    for row in ref.rows.values():
+        keys += [k for k in row if k not in keys and k != "avg"]
+    headers = ["published", "avg F1", *[f"AU{k}" for k in keys], "aubench method"]
+    body = [[label, f"{row.get('avg', float('nan')):.1f}", *[f"{row[k]:.1f}" if k in row else "" for k in keys],
+             ref.method.get(label, "")] for label, row in ref.rows.items()]
+    where = f" on {ref.protocol}" if with_protocol else ""
+    lines = [f"Published{where}: {ref.source} (registered by plugin `{owner}`)." + (f" {ref.note}" if ref.note else ""),
+             "", tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
+    return lines
+
+
+def write_leaderboard(records_dir: Path, out: Path, registry: Any, title: str = "aubench leaderboard") -> Path:
+    """Render every record under ``records_dir`` into ``out`` (atomically); return ``out``."""
+    from aubench.results import atomic_write_text, load_records
+
+    records = load_records(records_dir)
+    text = render(records, registry.references, protocols=registry.specs["protocol"], title=title)
+    atomic_write_text(out, text)
+    return out

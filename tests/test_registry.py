@@ -1,0 +1,139 @@
+import inspect
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from aubench import DatasetSpec, MethodSpec, ModelSpec, hookimpl, hookspecs
+from aubench.errors import DuplicateNameError, PluginError, UnknownNameError
+from aubench.registry import Registry
+
+from conftest import make_registry
+
+HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("aubench_")]
+
+
+def test_bundled_plugins_load_through_entry_points():
+    eps = {ep.name: ep.value for ep in metadata.entry_points(group="aubench")}
+    assert eps["baseline"] == "aubench_baseline.plugin" and eps["synthau"] == "aubench_synthau.plugin"
+    reg = Registry()
+    assert reg.owner("method", "vmnc-bce") == "baseline"
+    assert reg.owner("protocol", "synth-bp4d-3fold") == "synthau"
+    infos = {p.name: p for p in reg.plugins()}
+    assert "aubench_register_methods" in infos["baseline"].hooks
+    assert infos["baseline"].version == "0.1.0"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented(hook):
+    doc = inspect.getdoc(getattr(hookspecs, hook))
+    assert doc and len(doc) > 60, f"{hook} needs a docstring with purpose, arguments and return contract"
+
+
+def test_unknown_name_suggests_close_matches():
+    reg = Registry()
+    with pytest.raises(UnknownNameError, match=r"Unknown method 'vmnc-bc'\. Did you mean 'vmnc-bce'"):
+        reg.get("method", "vmnc-bc")
+    assert reg.get("protocol", "synth-bp4d-3fold").id == "synth-bp4d-3fold@v1"
+
+
+def test_duplicate_names_fail_naming_both_plugins():
+    class Dup:
+        @hookimpl
+        def aubench_register_models(self):
+            return [ModelSpec(name="vmnc", factory="x:y")]
+
+    with pytest.raises(DuplicateNameError, match=r"model 'vmnc' is registered by both plugin 'baseline' and plugin 'dup'"):
+        Registry(extra_plugins=[("dup", Dup())])
+
+
+def test_broken_plugin_is_named_and_the_others_still_load(monkeypatch):
+    broken = metadata.EntryPoint(name="broken", value="aubench_no_such_module_xyz", group="aubench")
+    real = list(metadata.entry_points(group="aubench"))
+    monkeypatch.setattr("aubench.registry.metadata.entry_points", lambda group: [*real, broken])
+    with pytest.warns(UserWarning, match="plugin 'broken'"):
+        reg = Registry()
+    assert "broken" in reg.load_errors and "ModuleNotFoundError" in reg.load_errors["broken"]
+    assert "vmnc-bce" in reg.names("method")
+
+
+def test_env_vars_select_or_disable_plugins(monkeypatch):
+    monkeypatch.setenv("AUBENCH_PLUGINS", "synthau")
+    reg = Registry()
+    assert reg.names("method") == [] and "synth-bp4d" in reg.names("dataset")
+    monkeypatch.delenv("AUBENCH_PLUGINS")
+    monkeypatch.setenv("AUBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert Registry().names("dataset") == []
+
+
+def test_trace_env_var_prints_hook_calls(monkeypatch, capsys):
+    monkeypatch.setenv("AUBENCH_TRACE_PLUGINS", "1")
+    Registry()
+    assert "aubench_register_datasets" in capsys.readouterr().err
+
+
+def test_wrong_spec_type_and_bad_signature_are_rejected():
+    class WrongType:
+        @hookimpl
+        def aubench_register_datasets(self):
+            return [MethodSpec(name="oops")]
+
+    with pytest.raises(PluginError, match=r"plugin 'wrong'.*returned MethodSpec, expected DatasetSpec"):
+        Registry(extra_plugins=[("wrong", WrongType())])
+
+    class BadArgs:
+        @hookimpl
+        def aubench_cell_start(self, cell, nonsense):
+            pass
+
+    with pytest.raises(PluginError, match="plugin 'badargs' has an invalid hook implementation"):
+        Registry(extra_plugins=[("badargs", BadArgs())])
+
+
+def test_method_without_config_and_protocol_on_unknown_dataset_fail_at_load():
+    class NoConfig:
+        @hookimpl
+        def aubench_register_methods(self):
+            return [MethodSpec(name="ghost")]
+
+    with pytest.raises(PluginError, match=r"method 'ghost' has no config 'method/ghost.yaml'"):
+        Registry(extra_plugins=[("noconf", NoConfig())])
+
+    from aubench import Fold, ProtocolSpec
+
+    class BadProto:
+        @hookimpl
+        def aubench_register_protocols(self):
+            return [ProtocolSpec(name="p", version="v1", train_dataset="synth-bp4e", test_dataset="synth-bp4d",
+                                 folds=(Fold("1", ("F001",)),), eval_aus=(1,))]
+
+    with pytest.raises(PluginError, match=r"uses dataset 'synth-bp4e'.*Did you mean 'synth-bp4d'"):
+        Registry(extra_plugins=[("badproto", BadProto())])
+
+
+def test_partial_hook_arguments_are_allowed():
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def aubench_cell_end(self, record):  # a subset of (cell, record, error)
+            seen.append(record)
+
+    reg = make_registry(("obs", Observer()))
+    reg.hook.aubench_cell_end(cell=None, record={"f1_avg": 1.0}, error=None)
+    assert seen == [{"f1_avg": 1.0}]
+
+
+def test_listing_and_help_do_not_import_torch():
+    code = ("import sys, aubench.cli as c; c.main(['list']); "
+            "assert 'torch' not in sys.modules and 'timm' not in sys.modules, sorted(sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "vmnc-bce" in out.stdout and "synth-bp4d-3fold@v1" in out.stdout
+
+
+def test_dataset_spec_is_cheap_and_frozen():
+    spec = DatasetSpec(name="x", au_set=(1,), label_kind="occurrence", prepare="a:b")
+    with pytest.raises(Exception):
+        spec.name = "y"
