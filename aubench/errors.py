@@ -33,7 +33,7 @@ class UnknownNameError(AubenchError, KeyError):
     """A dataset, model, loss, method or protocol name that no plugin registered."""
 
     def __init__(self, kind: str, name: str, known: Iterable[str]):
-        known = sorted(known)
+        known, name = sorted(map(str, known)), str(name)
         self.kind, self.name, self.known = kind, name, known
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

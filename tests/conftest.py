@@ -11,7 +11,7 @@ os.environ.setdefault("AUBENCH_HOME", str(Path(__file__).parent / ".." / ".cache
 from aubench import DatasetSpec, Fold, ProtocolSpec, hookimpl  # noqa: E402
 from aubench.registry import Registry, reset_registry  # noqa: E402
 
-TINY_SUBJECTS = ("F001", "F002", "M001", "M002", "F003", "M003")
+TINY_SUBJECTS = ("F001", "F002", "F003", "F004", "F005", "F006")  # the first 6 synth-bp4d subjects
 TINY_DISFA = ("SN001", "SN002", "SN003", "SN004")
 FAST = ["epochs=1", "batch_size=16", "augment.shift=1"]
 

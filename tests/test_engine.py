@@ -1,0 +1,168 @@
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from aubench import hookimpl
+from aubench.engine import plan_cells, run_cell, run_cells
+from aubench.errors import ResultExistsError
+from aubench.metrics import au_metrics, moving_average
+from aubench.registry import reset_registry
+
+from conftest import FAST, make_registry
+from toy_components import FrozenToy, ToyComponents
+
+
+@pytest.fixture
+def reg():
+    r = make_registry(("toys", ToyComponents()))
+    reset_registry(r)
+    yield r
+    reset_registry(None)
+
+
+def one_cell(reg, runs, method="vmnc-bce", protocol="tiny-3fold", fold="1", overrides=(), seed=0):
+    return plan_cells(reg, method, protocol, folds=[fold], seeds=[seed], overrides=[*FAST, *overrides],
+                      runs_dir=runs)[0]
+
+
+def test_cell_record_is_complete_and_recomputable_from_predictions(reg, runs):
+    cell = one_cell(reg, runs)
+    rec = run_cell(cell, reg, progress=False)
+    on_disk = json.loads(cell.record_path.read_text())
+    assert on_disk["f1_avg"] == pytest.approx(rec["f1_avg"])
+    for key in ("method", "dataset", "protocol", "protocol_version", "fold", "test_subject_hash", "seed", "preset",
+                "per_au", "n_test_frames", "selection", "timings", "environment", "config", "train_stats"):
+        assert key in on_disk, key
+    assert on_disk["test_subject_hash"] == cell.fold.test_hash
+    assert not set(on_disk["train_subjects"]) & set(on_disk["test_subjects"])
+    assert on_disk["environment"]["torch"] and on_disk["environment"]["device"] == "cpu"
+    pred = np.load(cell.run_dir / "predictions.npz")
+    again = au_metrics(pred["probs"], pred["labels"], pred["mask"], tuple(pred["aus"]))
+    assert again["f1_avg"] == pytest.approx(on_disk["f1_avg"])
+    assert set(pred["subject"]) == set(cell.fold.test_subjects)
+    with safe_open(cell.run_dir / "model.safetensors", "pt") as fh:
+        meta = fh.metadata()
+    assert meta["test_subject_hash"] == cell.fold.test_hash and meta["au_set"].startswith("1,2,4")
+    assert not (cell.run_dir / "checkpoint.pt").exists()
+
+
+def test_finished_cells_are_skipped_and_only_overwritten_on_request(reg, runs):
+    cell = one_cell(reg, runs)
+    first = run_cells([cell], reg, progress=False, echo=lambda m: None)[0]
+    stamp = cell.record_path.stat().st_mtime_ns
+    assert first.status == "done"
+    assert run_cells([cell], reg, progress=False, echo=lambda m: None)[0].status == "skipped"
+    assert cell.record_path.stat().st_mtime_ns == stamp
+    with pytest.raises(ResultExistsError, match="--overwrite"):
+        run_cell(cell, reg, progress=False)
+    assert run_cells([cell], reg, progress=False, overwrite=True, echo=lambda m: None)[0].status == "done"
+    assert cell.record_path.stat().st_mtime_ns != stamp
+
+
+def test_interrupted_cell_resumes_to_the_same_result(reg, tmp_path):
+    ov = ["epochs=2"]
+    straight = one_cell(reg, tmp_path / "a", overrides=ov)
+    ref = run_cell(straight, reg, progress=False)
+    cell = one_cell(reg, tmp_path / "b", overrides=ov)
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(cell, reg, progress=False, stop_after_epoch=1)
+    assert (cell.run_dir / "checkpoint.pt").exists() and not cell.record_path.exists()
+    resumed = run_cell(cell, reg, progress=False)
+    assert len(resumed["history"]) == 2
+    a = np.load(straight.run_dir / "predictions.npz")["probs"]
+    b = np.load(cell.run_dir / "predictions.npz")["probs"]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_non_finite_loss_fails_that_cell_and_the_sweep_goes_on(reg, runs):
+    bad = one_cell(reg, runs, overrides=["loss={name:nan_loss}"])
+    good = one_cell(reg, runs, fold="2")
+    lines = []
+    outcomes = run_cells([bad, good], reg, progress=False, echo=lines.append)
+    assert [o.status for o in outcomes] == ["failed", "done"]
+    failure = json.loads((bad.run_dir / "failed.json").read_text())
+    assert "NonFiniteLossError" in failure["error"] and "epoch 1, step 0" in failure["error"]
+    assert "bce=0.7" in failure["error"]
+    assert not bad.record_path.exists()
+    assert lines[0].startswith("FAIL") and lines[1].startswith("done")
+
+
+def test_frozen_features_are_cached_once_without_augmentation(reg, runs):
+    FrozenToy.backbone_calls = 0
+    cell = one_cell(reg, runs, overrides=["model={name:frozen_toy}", "augment=null", "epochs=3", "batch_size=8"])
+    rec = run_cell(cell, reg, progress=False)
+    eval_batches = -(-rec["n_train_frames"] // 256) + -(-rec["n_test_frames"] // 256)
+    assert FrozenToy.backbone_calls == eval_batches  # only the caching passes, no per-step calls
+    FrozenToy.backbone_calls = 0
+    cell = one_cell(reg, runs, fold="2", overrides=["model={name:frozen_toy}", "epochs=1", "batch_size=8"])
+    run_cell(cell, reg, progress=False)
+    assert FrozenToy.backbone_calls > eval_batches  # augmentation on: features are recomputed per step
+
+
+def test_second_optimiser_waits_for_its_start_epoch(reg, tmp_path):
+    from safetensors.torch import load_file
+
+    one = one_cell(reg, tmp_path / "a", overrides=["model={name:warmup_toy}", "epochs=1"])
+    two = one_cell(reg, tmp_path / "b", overrides=["model={name:warmup_toy}", "epochs=2"])
+    run_cell(one, reg, progress=False)
+    run_cell(two, reg, progress=False)
+    assert (load_file(one.run_dir / "model.safetensors")["order"] == 0).all()
+    assert (load_file(two.run_dir / "model.safetensors")["order"] != 0).any()
+
+
+def test_models_get_landmarks_and_parsing_when_they_declare_them(reg, runs):
+    rec = run_cell(one_cell(reg, runs, overrides=["model={name:inputs_toy}"]), reg, progress=False)
+    assert rec["n_test_frames"] > 0
+
+
+def test_cross_dataset_protocol_trains_source_aus_and_evaluates_shared_ones(reg, runs):
+    cell = plan_cells(reg, "vmnc-bce", "tiny-cross", overrides=FAST, runs_dir=runs)[0]
+    rec = run_cell(cell, reg, progress=False)
+    assert rec["aus"] == [1, 2, 4, 6, 12] and len(rec["train_aus"]) == 12
+    assert rec["train_dataset"] == "tiny-bp4d" and rec["dataset"] == "tiny-disfa"
+    assert np.load(cell.run_dir / "predictions.npz")["probs"].shape == (rec["n_test_frames"], 5)
+
+
+def test_validation_selection_holds_out_training_subjects(reg, runs):
+    rec = run_cell(one_cell(reg, runs, overrides=["selection.rule=val", "selection.val_subjects=1", "epochs=2"]),
+                   reg, progress=False)
+    assert len(rec["val_subjects"]) == 1 and rec["val_subjects"][0] not in rec["train_subjects"]
+    assert rec["val_subjects"][0] not in rec["test_subjects"]
+    assert "held-out training subjects" in rec["selection"] and "val_f1" in rec["history"][-1]
+
+
+def test_moving_average_postprocessing_is_applied_and_recorded(reg, tmp_path):
+    raw_cell = one_cell(reg, tmp_path / "a")
+    raw = run_cell(raw_cell, reg, progress=False)
+    cell = one_cell(reg, tmp_path / "b", overrides=["postprocess.name=moving_average", "postprocess.window=3"])
+    smooth = run_cell(cell, reg, progress=False)
+    assert smooth["postprocess"] == {"name": "moving_average", "window": 3}
+    a = np.load(raw_cell.run_dir / "predictions.npz")
+    pb = np.load(cell.run_dir / "predictions.npz")["probs"]
+    groups = np.char.add(np.char.add(a["subject"], "/"), a["video"])
+    np.testing.assert_allclose(pb, moving_average(a["probs"], groups, a["frame"], 3), atol=1e-6)
+    assert not np.allclose(pb, a["probs"], atol=1e-6)
+    assert raw["postprocess"]["name"] == "none"
+
+
+def test_lifecycle_hooks_reach_observer_plugins(runs):
+    events = []
+
+    class Observer:
+        @hookimpl
+        def aubench_cell_start(self, cell):
+            events.append(("start", cell.fold.name))
+
+        @hookimpl
+        def aubench_epoch_end(self, epoch, logs):
+            events.append(("epoch", epoch, "loss" in logs and "images_per_s" in logs))
+
+        @hookimpl
+        def aubench_cell_end(self, record, error):
+            events.append(("end", record is not None, error))
+
+    reg = make_registry(("observer", Observer()))
+    run_cells([one_cell(reg, runs, overrides=["epochs=2"])], reg, progress=False, echo=lambda m: None)
+    assert events == [("start", "1"), ("epoch", 1, True), ("epoch", 2, True), ("end", True, None)]

@@ -1,0 +1,73 @@
+"""Small models and losses that exercise engine features (caching, several optimisers, inputs, NaN)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from aubench import LossSpec, ModelSpec, hookimpl
+
+
+class FrozenToy(nn.Module):
+    """A frozen conv 'backbone' with a trainable head; counts backbone calls."""
+
+    backbone_calls = 0
+
+    def __init__(self, au_set, stats=None):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.backbone.requires_grad_(False)
+        self.head = nn.Linear(8, len(au_set))
+
+    def extract_frozen(self, batch):
+        FrozenToy.backbone_calls += 1
+        return self.backbone(batch["image"])
+
+    def forward(self, batch):
+        feats = batch["features"].float() if "features" in batch else self.extract_frozen(batch)
+        return {"logits": self.head(feats)}
+
+
+class WarmupToy(nn.Module):
+    """Two optimisers; the 'order' parameter's optimiser starts at epoch 1 (0-based), like MONET's warm-up."""
+
+    def __init__(self, au_set, stats=None):
+        super().__init__()
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, len(au_set)))
+        self.order = nn.Parameter(torch.zeros(len(au_set)))
+
+    def forward(self, batch):
+        return {"logits": self.net(batch["image"]) + self.order}
+
+    def configure_optimizers(self, optim, sched, steps_per_epoch, epochs):
+        return [{"optimizer": torch.optim.Adam(self.net.parameters(), lr=1e-2)},
+                {"optimizer": torch.optim.Adam([self.order], lr=5e-2), "start_epoch": 1}]
+
+
+class InputsToy(nn.Module):
+    """Needs landmarks and parsing maps; fails loudly if the loader does not provide them."""
+
+    def __init__(self, au_set, stats=None):
+        super().__init__()
+        self.head = nn.Linear(68 * 2 + 8, len(au_set))
+
+    def forward(self, batch):
+        lm, par = batch["landmarks"], batch["parsing"]
+        assert lm.shape[1:] == (68, 2) and par.shape[1:] == batch["image"].shape[2:]
+        hist = torch.stack([(par == c).float().mean((1, 2)) for c in range(8)], 1)
+        return {"logits": self.head(torch.cat([lm.flatten(1) / 32, hist], 1))}
+
+
+class NaNLoss:
+    def __call__(self, outputs, batch, stats):
+        return outputs["logits"].sum() * float("nan"), {"bce": 0.7}
+
+
+class ToyComponents:
+    @hookimpl
+    def aubench_register_models(self):
+        return [ModelSpec("frozen_toy", FrozenToy), ModelSpec("warmup_toy", WarmupToy),
+                ModelSpec("inputs_toy", InputsToy, inputs=("landmarks", "parsing"))]
+
+    @hookimpl
+    def aubench_register_losses(self):
+        return [LossSpec("nan_loss", NaNLoss)]
