@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="render a Markdown leaderboard from result records")
     lb.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("AUBENCH_RUNS", "runs")))
     lb.add_argument("--out", type=Path, default=None, help="default: <runs-dir>/LEADERBOARD.md")
+    lb.add_argument("--export", type=Path, default=None, metavar="DIR",
+                    help="copy the result records (record.json only) into DIR, keeping their layout; refuses to "
+                         "replace a different record unless --overwrite")
+    lb.add_argument("--overwrite", action="store_true", help="with --export: replace records that differ")
 
     sub.add_parser("doctor", help="print what a bug report needs: versions, device, plugins, datasets")
 
@@ -66,7 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides may come after options: `aubench run m --fold 1 optim.lr=1e-3`
+        if args.command in ("run", "show") and all("=" in e or e.startswith("~") for e in extra):
+            if args.command == "run":
+                args.items += extra
+            else:
+                args.overrides += extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return {"list": cmd_list, "show": cmd_show, "run": cmd_run, "leaderboard": cmd_leaderboard,
                 "doctor": cmd_doctor, "data": cmd_data, "sweep": cmd_sweep}[args.command](args)
@@ -216,6 +229,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     if not args.runs_dir.is_dir():
         raise ConfigError(f"runs folder {args.runs_dir} does not exist; run `aubench run ...` first or pass --runs-dir")
+    if args.export:
+        from aubench.results import export_records
+
+        copied = export_records(args.runs_dir, args.export, overwrite=args.overwrite)
+        print(f"exported {copied} record(s) to {args.export}")
+        return 0
     out = write_leaderboard(args.runs_dir, args.out or args.runs_dir / "LEADERBOARD.md", get_registry())
     print(out)
     return 0

@@ -45,6 +45,7 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Any, synthe
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf import OmegaConf, open_dict
@@ -61,11 +62,17 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Any, synthe
             raise ConfigError("Choose the method with the positional argument, not `method=` in overrides.")
     base_overrides = [f"method={spec.config_name}", searchpath_override(registry)]
     conf_dir = str(registry.search_paths[0])
+    gh = GlobalHydra.instance()
+    outer = gh.hydra if gh.is_initialized() else None  # inside a Hydra job (`aubench sweep`)
+    gh.clear()
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3", job_name="aubench"):
             base = hydra_compose(config_name="aubench", overrides=base_overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"Cannot compose method {method!r}: {exc}") from exc
+    finally:
+        if outer is not None:
+            GlobalHydra.instance().initialize(outer)
 
     preset = base.preset
     for ov in parsed:

@@ -205,7 +205,7 @@ def _build_optimizers(model: Any, cfg: Any, steps_per_epoch: int, epochs: int) -
     from omegaconf import OmegaConf
 
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    sched = OmegaConf.to_container(cfg.get("sched") or {"name": "none"}, resolve=True)
+    sched = OmegaConf.to_container(cfg.sched, resolve=True) if cfg.get("sched") else {"name": "none"}
     if hasattr(model, "configure_optimizers"):
         return list(model.configure_optimizers(optim, sched, steps_per_epoch, epochs))
     groups = model.param_groups(optim) if hasattr(model, "param_groups") else [

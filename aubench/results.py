@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["RECORD_SCHEMA_VERSION", "atomic_write_text", "atomic_write_json", "environment", "load_records",
-           "cell_dir", "variant_name"]
+           "cell_dir", "variant_name", "export_records"]
 
 RECORD_SCHEMA_VERSION = 1
 
@@ -94,3 +94,22 @@ def load_records(root: Path) -> list[dict[str, Any]]:
         rec["_path"] = str(path)
         records.append(rec)
     return records
+
+
+def export_records(runs_dir: Path, dest: Path, overwrite: bool = False) -> int:
+    """Copy every ``record.json`` under ``runs_dir`` to the same relative place under ``dest``.
+
+    A different record already at the destination is a finished result: it is only replaced with
+    ``overwrite``. Returns the number of records copied.
+    """
+    from aubench.errors import ResultExistsError
+
+    copied = 0
+    for src in sorted(Path(runs_dir).rglob("record.json")):
+        target = Path(dest) / src.relative_to(runs_dir)
+        text = src.read_text()
+        if target.exists() and target.read_text() != text and not overwrite:
+            raise ResultExistsError(f"{target} holds a different record; pass --overwrite to replace it")
+        atomic_write_text(target, text)
+        copied += 1
+    return copied

@@ -76,8 +76,8 @@ BP4D_TASKS: dict[str, dict[str, float]] = {
     "T7": {"tension": 3, "press": 2, "disgust": 1},
     "T8": {"disgust": 3, "pain": 1, "smile": 1},
 }
-DISFA_MIX = {"smile": 2, "laugh": 1, "surprise": 1.2, "sad": 1.5, "fear": 0.8, "disgust": 1.2, "talk": 2.5,
-             "worry": 0.8, "tension": 0.8}
+DISFA_MIX = {"smile": 2, "laugh": 1, "surprise": 1.2, "sad": 2.0, "fear": 0.8, "disgust": 2.0, "talk": 2.5,
+             "worry": 0.8, "tension": 1.2, "pain": 0.6}
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ VARIANTS: dict[str, Variant] = {
     ),
     "synth-disfa": Variant(
         subjects=DISFA_SUBJECTS, au_set=DISFA_AUS, label_kind="intensity", videos=("V1",),
-        frames_per_video=150, stride=2, event_rate=0.03, tonic={25: 0.15}, style="lab",
+        frames_per_video=150, stride=2, event_rate=0.04, tonic={25: 0.15}, style="lab",
     ),
 }
 
@@ -412,7 +412,7 @@ def render_face(landmarks: np.ndarray, au: np.ndarray, ident: dict[str, Any], po
         d.line(_poly(inner[[0, 1, 2, 3, 4]]), fill=tuple(int(v * 0.5) for v in ident["lip"]), width=lw)
 
     if lab:
-        img = img.filter(ImageFilter.GaussianBlur(radius=0.9 * ss))
+        img = img.filter(ImageFilter.GaussianBlur(radius=0.6 * ss))
     img = img.resize((size, size), Image.BOX)
     par = par.resize((size, size), Image.NEAREST)
     arr = np.asarray(img, np.float32)

@@ -1,0 +1,77 @@
+import re
+
+import pytest
+
+from aubench.cli import main
+
+from conftest import FAST
+
+
+def test_run_with_seeds_reports_mean_and_std_then_skips_on_rerun(registry, runs, capsys):
+    args = ["run", "vmnc-bce", "--protocol", "tiny-3fold", "--fold", "1", "--seeds", "2", "--runs-dir", str(runs),
+            "--no-progress", *FAST]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("done  vmnc-bce") == 2
+    assert re.search(r"vmnc-bce\s+tiny-3fold@v1\s+F1\s+[\d.]+ ±\s+[\d.]+\s+\(2 cell\(s\)\)", out)
+    assert f"leaderboard: {runs / 'LEADERBOARD.md'}" in out
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("skip  vmnc-bce") == 2
+
+
+def test_dataset_option_picks_its_protocols(registry, runs, capsys):
+    assert main(["run", "vmnc-bce", "--dataset", "tiny-bp4d", "--fold", "2", "--runs-dir", str(runs), "--no-progress",
+                 *FAST]) == 0
+    assert "tiny-3fold@v1 fold 2" in capsys.readouterr().out
+    assert main(["run", "vmnc-bce", "--dataset", "tiny-disfa", "--protocol", "tiny-3fold", "--runs-dir", str(runs)]) == 2
+    assert "do not use dataset 'tiny-disfa'" in capsys.readouterr().err
+
+
+def test_errors_are_one_line_with_a_suggestion(registry, capsys):
+    assert main(["run", "vmnc-bec"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Unknown method 'vmnc-bec'. Did you mean 'vmnc-bce'") and "Traceback" not in err
+    assert main(["run", "vmnc-bce", "--protocol", "tiny-3fold", "optim.lrr=1"]) == 2
+    assert "Did you mean 'optim.lr'" in capsys.readouterr().err
+    assert main(["run"]) == 2
+    assert "--all" in capsys.readouterr().err
+
+
+def test_show_prints_the_resolved_recipe(registry, capsys):
+    assert main(["show", "vmnc-wbce-dice", "optim.lr=0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "lr: 0.01" in out and "backbone: test_resnet" in out and "name: dice" in out
+
+
+def test_list_shows_every_kind(registry, capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("PLUGINS", "DATASETS", "MODELS", "LOSSES", "METHODS", "PROTOCOLS", "tiny-3fold@v1", "weighted_bce",
+                 "register_methods"):
+        assert word in out
+
+
+def test_doctor_prints_versions_device_plugins_and_datasets(registry, capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for word in ("torch", "cuda available", "plugins", "baseline", "datasets (prepared copies)", "tiny-bp4d"):
+        assert word in out
+
+
+def test_leaderboard_command_needs_an_existing_runs_folder(registry, tmp_path, capsys):
+    assert main(["leaderboard", "--runs-dir", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_failed_cell_gives_exit_code_one_and_keeps_going(registry, runs, capsys):
+    code = main(["run", "vmnc-bce", "--protocol", "tiny-3fold", "--fold", "1", "--runs-dir", str(runs),
+                 "--no-progress", *FAST, "optim.lr=1e30", "engine.device=cuda:7"])
+    captured = capsys.readouterr()
+    assert code == 2 or code == 1
+    assert "CUDA is not available" in captured.out + captured.err
+
+
+def test_sweep_runs_one_job_per_cell(registry, runs, capsys):
+    assert main(["sweep", "method=vmnc-bce", "protocol=tiny-3fold", "fold=1,3", f"runs_dir={runs}", *FAST]) == 0
+    records = sorted(p.relative_to(runs).parts[3] for p in runs.rglob("record.json"))
+    assert records == ["1", "3"]

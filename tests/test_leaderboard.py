@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from aubench.leaderboard import aggregate, render
+from aubench.registry import Registry
+from aubench.results import load_records
+from aubench.specs import ReferenceTable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_leaderboard_is_up_to_date_with_its_records():
+    records = load_records(ROOT / "leaderboard" / "records")
+    assert records, "leaderboard/records holds the committed default SynthAU run"
+    reg = Registry()
+    expected = render(records, reg.references, protocols=reg.specs["protocol"])
+    actual = (ROOT / "leaderboard" / "LEADERBOARD.md").read_text()
+    assert actual == expected, "leaderboard/LEADERBOARD.md is stale: run `make leaderboard`"
+
+
+def test_committed_default_run_covers_every_default_method_and_protocol_and_beats_all_positive():
+    reg = Registry()
+    table = aggregate(load_records(ROOT / "leaderboard" / "records"))
+    defaults = {p.id for p in reg.specs["protocol"].values() if p.default}
+    assert defaults <= set(table)
+    from aubench.leaderboard import _all_positive_row
+
+    for proto in defaults:
+        rows = table[proto]
+        assert {r["method"] for r in rows} >= {m.name for m in reg.specs["method"].values() if m.default}
+        floor = _all_positive_row(rows)["f1_mean"]
+        for row in rows:
+            assert row["f1_mean"] > floor + 3, (proto, row["method"], row["f1_mean"], floor)
+
+
+def _rec(method, fold, f1, rate=0.25, proto="p@v1"):
+    return {"protocol_id": proto, "method": method, "preset": "smoke", "overrides": [], "aus": [1], "fold": fold,
+            "seed": 0, "f1_avg": f1, "per_au": {"1": {"f1": f1, "positive_rate": rate}}, "n_test_frames": 10,
+            "test_subject_hash": f"h{fold}"}
+
+
+def test_rows_are_mean_and_std_over_folds_with_the_all_positive_floor():
+    text = render([_rec("a", "1", 50.0), _rec("a", "2", 60.0), _rec("b", "1", 70.0), _rec("b", "2", 70.0)])
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    assert "**70.0** ± 0.0" in lines[2] and "**55.0** ± 7.1" in lines[3]  # sorted best first
+    assert "*all positive*" in lines[4] and "40.0 ± 0.0" in lines[4]  # 2*.25/1.25
+    assert "1:h1, 2:h2" in text
+
+
+def test_published_tables_render_beside_matching_protocols():
+    ref = ReferenceTable(source="Paper X, Table 1", protocol="p@v2", rows={"Ours": {"1": 44.4, "avg": 44.4}},
+                         method={"Ours": "a"})
+    text = render([_rec("a", "1", 50.0)], [("plug", ref)])
+    assert "Published: Paper X, Table 1 (registered by plugin `plug`)" in text and "44.4" in text
+    other = ReferenceTable(source="Paper Y", protocol="q@v1", rows={"Z": {"avg": 1.0}})
+    assert "Published results without aubench runs yet" in render([_rec("a", "1", 50.0)], [("plug", other)])
