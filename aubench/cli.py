@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--force", action="store_true", help="regenerate even if the cached copy is current")
     dsub.add_parser("where", help="print where prepared datasets are stored")
 
+    plot = sub.add_parser("plot", help="draw a finished cell (PNG next to its run folder)")
+    plot.add_argument("kind", choices=["reliability"], help="reliability: per-AU histograms of predictions (thesis Fig. 4.4)")
+    plot.add_argument("run_dir", type=Path, help="a cell folder (the one holding record.json)")
+    plot.add_argument("--out", type=Path, default=None)
+
     sweep = sub.add_parser("sweep", help="Hydra multirun: one job per cell (local, or SLURM/Ray launchers)",
                            add_help=False)
     sweep.add_argument("hydra_args", nargs=argparse.REMAINDER,
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return {"list": cmd_list, "show": cmd_show, "run": cmd_run, "leaderboard": cmd_leaderboard,
-                "doctor": cmd_doctor, "data": cmd_data, "sweep": cmd_sweep}[args.command](args)
+                "doctor": cmd_doctor, "data": cmd_data, "sweep": cmd_sweep, "plot": cmd_plot}[args.command](args)
     except AubenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -262,6 +267,13 @@ def cmd_data(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.dataset} is a real dataset; it is prepared from a licensed copy, not generated")
     ds = ensure_prepared(spec, force=args.force)
     print(f"{ds.root}: {len(ds)} frames, {len(ds.subjects)} subjects, fingerprint {ds.fingerprint}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from aubench.plots import reliability_histogram
+
+    print(reliability_histogram(args.run_dir, args.out))
     return 0
 
 

@@ -105,10 +105,16 @@ def _render_reference(ref: Any, owner: str, with_protocol: bool = False) -> list
 
     keys: list[str] = []
     for row in ref.rows.values():
-        keys += [k for k in row if k not in keys and k != "avg"]
+        keys += [k for k in row if k not in keys and str(k).isdigit()]
+    keys.sort(key=int)
     headers = ["published", "avg F1", *[f"AU{k}" for k in keys], "aubench method"]
-    body = [[label, f"{row.get('avg', float('nan')):.1f}", *[f"{row[k]:.1f}" if k in row else "" for k in keys],
-             ref.method.get(label, "")] for label, row in ref.rows.items()]
+
+    def avg(row: Any) -> str:
+        text = f"{row['avg']:.1f}" if "avg" in row else ""
+        return text + (f" ± {row['avg_std']:.1f}" if "avg_std" in row else "")
+
+    body = [[label, avg(row), *[f"{row[k]:.1f}" if k in row else "" for k in keys], ref.method.get(label, "")]
+            for label, row in ref.rows.items()]
     where = f" on {ref.protocol}" if with_protocol else ""
     lines = [f"Published{where}: {ref.source} (registered by plugin `{owner}`)." + (f" {ref.note}" if ref.note else ""),
              "", tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]

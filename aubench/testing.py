@@ -99,7 +99,7 @@ def check_loss(name: str, registry: Any = None, outputs: dict[str, Any] | None =
     flipped = dict(batch, labels=torch.where(batch["mask"], batch["labels"], 1 - batch["labels"]))
     again, _ = loss({"logits": logits.detach()}, flipped, _stats(AUS))
     torch.testing.assert_close(again, value.detach(), msg=f"{name}: masked labels changed the loss")
-    return float(value)
+    return float(value.detach())
 
 
 def check_method(name: str, registry: Any = None, preset: str = "smoke") -> None:

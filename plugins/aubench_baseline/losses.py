@@ -26,8 +26,12 @@ class WeightedBCELoss:
     """BCE with per-AU weights from the training frequencies f_t of the cell.
 
     ``normalise="jaanet"`` (default): w_t = K·(1/f_t)/Σ_j(1/f_j), the JAA-Net / ME-GraphAU weights,
-    which sum to K so the loss keeps the scale of plain BCE. ``normalise="thesis"``: the thesis §4.4.2
-    weights (1/f_t)/Σ_j(1/f_j), which sum to 1 — the same direction, K times smaller.
+    which sum to K and multiply the *mean* over AUs: (1/K)·Σ_t w_t·BCE_t.
+    ``normalise="thesis"``: the thesis §4.4.2 weights w_t = (1/f_t)/Σ_j(1/f_j), which sum to 1 and
+    multiply the *sum* over AUs (eq. 4.6 sums the task losses): Σ_t w_t·BCE_t.
+    The weights differ by the factor K and so do the reductions, so the two losses are equal; the
+    thesis' own unweighted baseline sums over AUs (K times our mean-reduced BCE), which only rescales
+    the loss — immaterial under Adam(W), which these recipes use.
     """
 
     def __init__(self, normalise: str = "jaanet", logits_key: str = "logits"):
@@ -41,7 +45,11 @@ class WeightedBCELoss:
 
     def __call__(self, outputs: dict[str, Any], batch: dict[str, Any], stats: Any) -> tuple[torch.Tensor, dict]:
         logits = outputs[self.key]
-        value, _ = masked_bce(logits, batch["labels"], batch["mask"], self.weights(stats).to(logits.device))
+        w = self.weights(stats).to(logits.device)
+        if self.normalise == "thesis":
+            _, per_au = masked_bce(logits, batch["labels"], batch["mask"])
+            return (w * per_au).sum(), {}
+        value, _ = masked_bce(logits, batch["labels"], batch["mask"], w)
         return value, {}
 
 

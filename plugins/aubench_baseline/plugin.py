@@ -1,10 +1,9 @@
 """Registers the VMNC baseline model, the BCE / weighted-BCE / Dice losses and their recipes."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from aubench import LossSpec, MethodSpec, ModelSpec, ReferenceTable, hookimpl
+from aubench import LossSpec, MethodSpec, ModelSpec, hookimpl
 
 __version__ = "0.1.0"
 _HERE = Path(__file__).parent
@@ -39,12 +38,3 @@ def aubench_register_methods():
 @hookimpl
 def aubench_config_search_paths():
     return [_HERE / "conf"]
-
-
-@hookimpl
-def aubench_register_references():
-    tables = []
-    for path in sorted((_HERE / "references").glob("*.json")):
-        data = json.loads(path.read_text())
-        tables.append(ReferenceTable(**data))
-    return tables
