@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help="run the protocols of this dataset (default protocols if omitted)")
     run.add_argument("--protocol", action="append", help="protocol name (or name@version); repeatable")
     run.add_argument("--fold", action="append", help="only this fold (repeatable); default: every fold")
-    run.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1 and report mean ± std (default 1)")
+    run.add_argument("--seeds", type=int, default=1,
+                     help="run N seeds, starting at the recipe's seed (0, or seed=K), and report mean ± std")
     run.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("AUBENCH_RUNS", "runs")))
     run.add_argument("--overwrite", action="store_true", help="redo cells that already have a result record")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell only)")
@@ -61,6 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("dataset")
     gen.add_argument("--force", action="store_true", help="regenerate even if the cached copy is current")
     dsub.add_parser("where", help="print where prepared datasets are stored")
+    chk = dsub.add_parser("check", help="scan a raw copy of a real dataset and report what was found and every problem")
+    chk.add_argument("dataset")
+    chk.add_argument("raw_root", type=Path)
+    chk.add_argument("--frames-dir", type=Path, default=None, help="folder with the frames, if not under raw_root")
+    prep = dsub.add_parser("prepare", help="prepare a real dataset from a raw copy (resumable)")
+    prep.add_argument("dataset")
+    prep.add_argument("raw_root", type=Path)
+    prep.add_argument("--frames-dir", type=Path, default=None,
+                      help="BP4D: folder holding <SUBJ>/<TASK>/; DISFA: pre-extracted frames <SN>/<frame>.jpg")
+    prep.add_argument("--from-list", type=Path, default=None,
+                      help="a JAA-Net / ME-GraphAU list file of aligned crops (labels still come from raw_root)")
+    prep.add_argument("--image-root", type=Path, default=None, help="folder the list file's paths are relative to")
+    prep.add_argument("--crop", choices=["detector", "none"], default="detector",
+                      help="detector: S3FD face box + margin; none: images are already face crops")
+    prep.add_argument("--size", type=int, default=256, help="output crop size (default 256, as FAN-Trans)")
+    prep.add_argument("--margin", type=float, default=0.25, help="box enlargement before the square crop")
+    prep.add_argument("--detector-weights", type=Path, default=None, help="local S3FD weights file")
+    prep.add_argument("--landmarks", action="store_true", help="also store 68-point landmarks and parsing maps")
+    prep.add_argument("--device", default="cpu")
+    prep.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    prep.add_argument("--force", action="store_true", help="replace an existing prepared copy")
 
     plot = sub.add_parser("plot", help="draw a finished cell (PNG next to its run folder)")
     plot.add_argument("kind", choices=["reliability"], help="reliability: per-AU histograms of predictions (thesis Fig. 4.4)")
@@ -199,7 +221,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = []
     for method in methods:
         for proto in protos:
-            cells += plan_cells(reg, method, proto.id, folds=args.fold, seeds=list(range(args.seeds)),
+            first = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
+            cells += plan_cells(reg, method, proto.id, folds=args.fold, seeds=list(range(first, first + args.seeds)),
                                 overrides=overrides, runs_dir=args.runs_dir)
     print(f"{len(cells)} cell(s): {len(methods)} method(s) x {len(protos)} protocol(s) x folds x {args.seeds} seed(s); "
           f"runs in {args.runs_dir}")
@@ -263,10 +286,50 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(dataset_dir("<name>").parent)
         return 0
     spec = get_registry().get("dataset", args.dataset)
+    if args.data_command in ("check", "prepare"):
+        return _data_real(args, spec)
     if not spec.synthetic:
         raise ConfigError(f"{args.dataset} is a real dataset; it is prepared from a licensed copy, not generated")
     ds = ensure_prepared(spec, force=args.force)
     print(f"{ds.root}: {len(ds)} frames, {len(ds.subjects)} subjects, fingerprint {ds.fingerprint}")
+    return 0
+
+
+def _data_real(args: argparse.Namespace, spec: Any) -> int:
+    from aubench.data.prepared import PreparedDataset, dataset_dir
+    from aubench.errors import ResultExistsError
+    from aubench.specs import resolve_factory
+
+    if spec.synthetic:
+        raise ConfigError(f"{spec.name} is synthetic; use `aubench data generate {spec.name}`")
+    if not args.raw_root.exists():
+        raise ConfigError(f"raw root {args.raw_root} does not exist; point at your copy of {spec.name}")
+    if args.data_command == "check":
+        if spec.check is None:
+            raise ConfigError(f"dataset {spec.name} has no checker")
+        scan = resolve_factory(spec.check)(raw_root=args.raw_root, frames_dir=args.frames_dir)
+        print(f"{spec.name} at {args.raw_root}")
+        for key, value in scan.counts.items():
+            if key != "subject_ids":
+                print(f"  {key}: {value}")
+        print(f"  subjects: {' '.join(scan.counts.get('subject_ids', []))}")
+        for issue in scan.issues:
+            print(f"  {issue}")
+        errors = [i for i in scan.issues if i.level == "error"]
+        print(f"{len(errors)} error(s), {len(scan.issues) - len(errors)} warning(s)")
+        return 1 if errors else 0
+    out = dataset_dir(spec.name)
+    if (out / "meta.json").exists() and not args.force:
+        raise ResultExistsError(f"{out} is already prepared; pass --force to prepare it again")
+    resolve_factory(spec.prepare)(
+        out_dir=out, raw_root=args.raw_root, frames_dir=args.frames_dir, from_list=args.from_list,
+        image_root=args.image_root, crop=args.crop, image_size=args.size, margin=args.margin,
+        detector_weights=args.detector_weights, device=args.device, landmarks=args.landmarks,
+        workers=args.workers, progress=True)
+    ds = PreparedDataset(out)
+    print(f"{out}: {len(ds)} frames, {len(ds.subjects)} subjects, preprocessing {ds.meta['preprocessing_id']}, "
+          f"detection failed on {100 * ds.meta['detection_failed_fraction']:.2f}% of frames, "
+          f"{ds.meta.get('frames_without_image', 0)} coded frames without image")
     return 0
 
 

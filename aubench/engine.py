@@ -72,8 +72,11 @@ class CellOutcome:
 
 
 def plan_cells(registry: Any, method: str, protocol: str, *, folds: list[str] | None = None,
-               seeds: list[int] = (0,), overrides: list[str] = (), runs_dir: Path | str = "runs") -> list[Cell]:
-    """Expand a method × protocol request into cells, composing the recipe once."""
+               seeds: list[int] | None = None, overrides: list[str] = (), runs_dir: Path | str = "runs") -> list[Cell]:
+    """Expand a method × protocol request into cells, composing the recipe once.
+
+    ``seeds`` default to the recipe's ``seed`` (0 unless overridden with ``seed=...``).
+    """
     from aubench.config import compose, config_hash
 
     proto = registry.get("protocol", protocol)
@@ -82,6 +85,7 @@ def plan_cells(registry: Any, method: str, protocol: str, *, folds: list[str] | 
     chash = config_hash(cfg)
     variant = variant_name(cfg.preset, list(cfg.overrides), chash)
     chosen = proto.folds if not folds else [_fold(proto, f) for f in folds]
+    seeds = [int(cfg.seed)] if seeds is None else seeds
     return [Cell(method=registry.get("method", method).name, protocol=proto, fold=f, seed=int(s), preset=cfg.preset,
                  run_dir=cell_dir(Path(runs_dir), proto.id, registry.get("method", method).name, variant, f.name, int(s)),
                  config_hash=chash, config=cfg)
@@ -250,8 +254,18 @@ def _to_device(batch: dict[str, Any], device: str, channels_last: bool, cfg: Any
     if gen is not None and cfg.get("augment"):
         out = augment_batch(out, cfg.augment, gen)
     inp = cfg.get("input") or {}
+    stored = out["image"].shape[-1]
     out["image"] = normalise(out["image"], inp.get("mean", (0.5, 0.5, 0.5)), inp.get("std", (0.5, 0.5, 0.5)),
                              inp.get("size"))
+    size = out["image"].shape[-1]
+    if size != stored:  # landmarks and parsing maps follow the image to the model's input size
+        if "landmarks" in out:
+            out["landmarks"] = out["landmarks"].float() * (size / stored)
+        if "parsing" in out:
+            import torch.nn.functional as F
+
+            out["parsing"] = F.interpolate(out["parsing"][:, None].float(), size=(size, size),
+                                           mode="nearest")[:, 0].to(torch.uint8)
     if channels_last:
         out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
     return out
@@ -340,6 +354,7 @@ def run_cell(cell: Cell, registry: Any, *, overwrite: bool = False, progress: bo
                            "labelled training frames; this protocol cannot train them")
 
     model, inputs = _build_model(cfg, registry, data.train_aus, stats)
+    init_from = _init_from_checkpoint(model, cfg, cell, data) if cfg.get("init") and cfg.init.checkpoint else None
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -480,6 +495,7 @@ def run_cell(cell: Cell, registry: Any, *, overwrite: bool = False, progress: bo
         "aus": list(data.eval_aus), "train_aus": list(data.train_aus), "positive_threshold": thr,
         "per_au": metrics["per_au"], "f1_avg": metrics["f1_avg"], "threshold": metrics["threshold"],
         "n_test_frames": int(len(test_set)), "n_train_frames": int(len(train_set)),
+        "init_checkpoint": init_from,
         "selection": ("final weights after a fixed schedule" if cfg.selection.rule == "final" else
                       f"best epoch ({best['epoch']}) by F1 on {len(data.val_subjects)} held-out training subjects"),
         "postprocess": pp,
@@ -496,6 +512,42 @@ def run_cell(cell: Cell, registry: Any, *, overwrite: bool = False, progress: bo
     atomic_write_json(cell.record_path, record)
     ckpt_path.unlink(missing_ok=True)
     return record
+
+
+def _init_from_checkpoint(model: Any, cfg: Any, cell: Cell, data: _CellData) -> dict[str, Any]:
+    """Start from an earlier cell's weights, refusing any trained on this cell's test subjects.
+
+    The checkpoint's metadata names its training dataset and subjects; when that dataset is the one
+    this cell tests on and the subject lists overlap, the numbers would be contaminated.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(str(cfg.init.checkpoint)).expanduser()
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"init.checkpoint={cfg.init.checkpoint!r} is not a model.safetensors file (or a cell folder)")
+    with safe_open(str(path), "pt") as fh:
+        meta = fh.metadata() or {}
+    trained_on = set(filter(None, meta.get("train_subjects", "").split(",")))
+    overlap = sorted(trained_on & set(cell.fold.test_subjects))
+    if meta.get("train_dataset") == data.test_ds.name and overlap:
+        raise ConfigError(
+            f"init.checkpoint {path} was trained on {meta.get('train_dataset')} subjects {overlap[:5]}"
+            f"{'...' if len(overlap) > 5 else ''}, which this cell ({cell.protocol.id} fold {cell.fold.name}) tests on. "
+            "Start from a checkpoint whose training subjects exclude this fold's test subjects."
+        )
+    state = load_file(str(path))
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if cfg.init.strict and len(usable) != len(own):
+        raise ConfigError(f"init.checkpoint {path}: {len(own) - len(usable)} tensors missing or of another shape; "
+                          "set init.strict=false to load the matching ones")
+    model.load_state_dict(usable, strict=False)
+    return {"path": str(path), "protocol": meta.get("protocol"), "fold": meta.get("fold"),
+            "train_dataset": meta.get("train_dataset"), "test_subject_hash": meta.get("test_subject_hash"),
+            "loaded_tensors": len(usable), "skipped_tensors": len(own) - len(usable)}
 
 
 def _save_weights(model: Any, cell: Cell, data: _CellData, stats: Any) -> None:

@@ -52,7 +52,9 @@ class DatasetSpec:
 
     ``prepare`` is called as ``prepare(out_dir=Path, **params)`` and must write a prepared
     dataset (see :mod:`aubench.data.prepared`) into ``out_dir``. For a synthetic dataset it
-    generates the data; for a real one it needs ``raw_root`` in ``params``.
+    generates the data; for a real one it is called as ``prepare(out_dir=Path, raw_root=Path, **options)``.
+    ``check(raw_root=Path, **options)`` (real datasets) scans a raw copy and returns an object with
+    ``counts`` (dict), ``issues`` (each printable, with a ``level`` of "error" or "warning").
     ``label_kind`` is ``"occurrence"`` (codes 0/1, ``unknown_code`` masked) or ``"intensity"``
     (0-5, binarised by the protocol's threshold).
     """
@@ -63,6 +65,7 @@ class DatasetSpec:
     prepare: str | Callable[..., Any]
     subjects: tuple[str, ...] = ()
     synthetic: bool = False
+    check: str | Callable[..., Any] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 

@@ -37,7 +37,7 @@ import numpy as np
 
 __all__ = [
     "BP4D_SUBJECTS", "DISFA_SUBJECTS", "BP4D_AUS", "DISFA_AUS", "DISFA_EVAL_AUS", "RENDERED_AUS",
-    "VARIANTS", "generate", "synth_fingerprint", "render_face", "canonical_landmarks",
+    "VARIANTS", "generate", "simulate", "render_video", "synth_fingerprint", "render_face", "canonical_landmarks",
 ]
 
 GENERATOR_VERSION = 1
@@ -487,6 +487,28 @@ def simulate(name: str, *, seed: int = 0, label_noise: float = 0.0, unknown_rate
     return videos
 
 
+def render_video(v: dict[str, Any], image_size: int, style: str):
+    """Yield ``(image, landmarks_px, parsing)`` for every frame of a simulated video ``v``."""
+    rng = np.random.default_rng(v["seed"])
+    T = len(v["frames"])
+    # slow head motion: smooth random walks for pose and lighting
+    walk = lambda sd: np.cumsum(rng.normal(0, sd, T)) * 0.5 + rng.normal(0, sd * 2)  # noqa: E731
+    angle, dx, dy = walk(0.03), walk(0.01), walk(0.01)
+    gain = 1 + 0.08 * rng.standard_normal()
+    light = rng.uniform(-0.6, 0.6)
+    bgk = rng.uniform(0.8, 1.15)
+    scl = rng.uniform(0.93, 1.07) + walk(0.005)
+    for t in range(T):
+        eff = v["intensity"][t].copy()
+        for au, b in v["identity"]["bias"].items():
+            eff[_AU_COL[au]] = min(5.0, eff[_AU_COL[au]] + b)
+        lm = v["base"] + np.tensordot(eff / 5.0, _DISP, axes=1)
+        pose = {"angle": float(np.clip(angle[t], -0.2, 0.2)), "dx": float(np.clip(dx[t], -0.05, 0.05)),
+                "dy": float(np.clip(dy[t], -0.05, 0.05)), "scale": float(scl[t]), "gain": float(gain),
+                "light": light, "bg": bgk}
+        yield render_face(lm, eff, v["identity"], pose, image_size, style, rng)
+
+
 def generate(out_dir: Path, *, name: str, variant: str | None = None, seed: int = 0, image_size: int = 64, label_noise: float = 0.0,
              unknown_rate: float = 0.01, subjects: int | None = None, frames_per_video: int | None = None,
              progress: bool = True) -> Path:
@@ -515,25 +537,7 @@ def generate(out_dir: Path, *, name: str, variant: str | None = None, seed: int 
     rows, i = [], 0
     bar = tqdm(total=n, desc=f"generating {name}", unit="frame", disable=not progress)
     for v in videos:
-        rng = np.random.default_rng(v["seed"])
-        T = len(v["frames"])
-        # slow head motion: smooth random walks for pose and lighting
-        walk = lambda sd: np.cumsum(rng.normal(0, sd, T)) * 0.5 + rng.normal(0, sd * 2)  # noqa: E731
-        angle, dx, dy = walk(0.03), walk(0.01), walk(0.01)
-        gain = 1 + 0.08 * rng.standard_normal() + np.zeros(T)
-        light = rng.uniform(-0.6, 0.6)
-        bgk = rng.uniform(0.8, 1.15)
-        scl = rng.uniform(0.93, 1.07) + walk(0.005)
-        for t in range(T):
-            inten = v["intensity"][t]
-            eff = inten.copy()
-            for au, b in v["identity"]["bias"].items():
-                eff[_AU_COL[au]] = min(5.0, eff[_AU_COL[au]] + b)
-            lm = v["base"] + np.tensordot(eff / 5.0, _DISP, axes=1)
-            pose = {"angle": float(np.clip(angle[t], -0.2, 0.2)), "dx": float(np.clip(dx[t], -0.05, 0.05)),
-                    "dy": float(np.clip(dy[t], -0.05, 0.05)), "scale": float(scl[t]), "gain": float(gain[t]),
-                    "light": light, "bg": bgk}
-            img, lm_px, par = render_face(lm, eff, v["identity"], pose, image_size, var.style, rng)
+        for t, (img, lm_px, par) in enumerate(render_video(v, image_size, var.style)):
             writer.frames[i], writer.landmarks[i], writer.parsing[i] = img, lm_px, par
             rows.append((v["subject"], v["video"], int(v["frames"][t]), *v["codes"][t].tolist()))
             i += 1

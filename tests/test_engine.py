@@ -166,3 +166,19 @@ def test_lifecycle_hooks_reach_observer_plugins(runs):
     reg = make_registry(("observer", Observer()))
     run_cells([one_cell(reg, runs, overrides=["epochs=2"])], reg, progress=False, echo=lambda m: None)
     assert events == [("start", "1"), ("epoch", 1, True), ("epoch", 2, True), ("end", True, None)]
+
+
+def test_init_checkpoint_refuses_weights_trained_on_the_test_subjects(reg, tmp_path):
+    from aubench.errors import ConfigError
+
+    source = one_cell(reg, tmp_path / "a", fold="1")
+    run_cell(source, reg, progress=False)
+    ckpt = source.run_dir / "model.safetensors"
+    leaky = one_cell(reg, tmp_path / "b", fold="2", overrides=[f"init.checkpoint={ckpt}"])
+    with pytest.raises(ConfigError, match="which this cell .* tests on"):
+        run_cell(leaky, reg, progress=False)
+    # the cross-dataset protocol tests other subjects of another dataset: allowed
+    ok = plan_cells(reg, "vmnc-bce", "tiny-cross", overrides=[*FAST, f"init.checkpoint={source.run_dir}"],
+                    runs_dir=tmp_path / "c")[0]
+    rec = run_cell(ok, reg, progress=False)
+    assert rec["init_checkpoint"]["fold"] == "1" and rec["init_checkpoint"]["skipped_tensors"] == 0

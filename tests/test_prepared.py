@@ -68,5 +68,5 @@ def test_intensity_labels_binarise_at_threshold_and_unknown_aus_are_masked(tmp_p
 
 def test_missing_subjects_are_reported(tiny_root):
     ds = PreparedDataset(tiny_root)
-    with pytest.raises(DatasetError, match=r"Subjects \['M999'\] are not in the prepared dataset"):
+    with pytest.raises(DatasetError, match=r"1 subject\(s\) \(M999\) are not in the prepared dataset"):
         ds.rows_for(["F001", "M999"])

@@ -191,8 +191,9 @@ class PreparedDataset:
         known = set(self.index["subject"].unique())
         missing = sorted(set(subjects) - known)
         if missing:
+            shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
             raise DatasetError(
-                f"Subjects {missing} are not in the prepared dataset {self.root}. The protocol expects them; "
+                f"{len(missing)} subject(s) ({shown}) are not in the prepared dataset {self.root}. The protocol expects them; "
                 "prepare the full dataset, or check that the raw copy is complete (`aubench data check`)."
             )
         return np.flatnonzero(self.index["subject"].isin(list(subjects)).to_numpy())

@@ -1,0 +1,188 @@
+"""Registers BP4D and DISFA (prepared from a licensed copy) and their standard protocols.
+
+Protocols (subject lists are data, see :mod:`aubench.protocols`):
+
+* ``bp4d-3fold@jaanet-v1``, ``disfa-3fold@jaanet-v1``: JAA-Net partitions; aubench fold k tests
+  part k (mapping to ME-GraphAU / JAA-Net / FG-Net numbering in the fold convention text);
+* ``bp4d-to-disfa@v1``: train on all 41 BP4D subjects, test on all 27 DISFA subjects, AUs 1, 2, 4,
+  6, 12 (DISFA intensity >= 2);
+* ``bp4d-to-disfa-part1@fgnet-v1``: FG-Net's variant: train on BP4D parts 2+3 (its ``bp4d_0``
+  checkpoint), test on DISFA part 1 only.
+
+Evaluation uses every coded frame with a valid crop; the record reports the count, which differs
+from the published lists (JAA-Net drops 271 BP4D frames and thousands of DISFA frames).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aubench import DatasetSpec, Fold, ProtocolSpec, hookimpl
+from aubench.protocols import FOLD_CONVENTION, JAANET_BP4D_PARTS, JAANET_DISFA_PARTS, jaanet_folds
+
+__version__ = "0.1.0"
+
+BP4D_AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+DISFA_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
+DISFA_EVAL_AUS = (1, 2, 4, 6, 9, 12, 25, 26)
+CROSS_AUS = (1, 2, 4, 6, 12)
+BP4D_SUBJECTS = tuple(s for part in JAANET_BP4D_PARTS for s in part)
+DISFA_SUBJECTS = tuple(s for part in JAANET_DISFA_PARTS for s in part)
+
+
+@hookimpl
+def aubench_register_datasets():
+    return [
+        DatasetSpec(name="bp4d", au_set=BP4D_AUS, label_kind="occurrence", prepare="aubench_realdata.plugin:prepare_bp4d",
+                    check="aubench_realdata.plugin:check_bp4d", subjects=BP4D_SUBJECTS,
+                    description="BP4D-Spontaneous (licensed): 41 subjects x 8 tasks, 12 AUs, 0/1/9 occurrence"),
+        DatasetSpec(name="disfa", au_set=DISFA_AUS, label_kind="intensity", prepare="aubench_realdata.plugin:prepare_disfa",
+                    check="aubench_realdata.plugin:check_disfa", subjects=DISFA_SUBJECTS,
+                    description="DISFA (licensed): 27 subjects, left camera, 12 AUs with 0-5 intensities"),
+    ]
+
+
+@hookimpl
+def aubench_register_protocols():
+    return [
+        ProtocolSpec(name="bp4d-3fold", version="jaanet-v1", train_dataset="bp4d", test_dataset="bp4d",
+                     folds=jaanet_folds(JAANET_BP4D_PARTS), eval_aus=BP4D_AUS, fold_convention=FOLD_CONVENTION,
+                     description="subject-exclusive 3-fold CV on BP4D with the JAA-Net partitions, 12 AUs"),
+        ProtocolSpec(name="disfa-3fold", version="jaanet-v1", train_dataset="disfa", test_dataset="disfa",
+                     folds=jaanet_folds(JAANET_DISFA_PARTS), eval_aus=DISFA_EVAL_AUS, positive_threshold=2,
+                     fold_convention=FOLD_CONVENTION,
+                     description="subject-exclusive 3-fold CV on DISFA with the JAA-Net partitions, 8 AUs at "
+                                 "intensity >= 2"),
+        ProtocolSpec(name="bp4d-to-disfa", version="v1", train_dataset="bp4d", test_dataset="disfa",
+                     folds=(Fold("all", DISFA_SUBJECTS, BP4D_SUBJECTS),), eval_aus=CROSS_AUS, train_aus=BP4D_AUS,
+                     positive_threshold=2,
+                     description="cross-dataset: train on all of BP4D (12 AUs), test on all 27 DISFA subjects, "
+                                 "AUs 1, 2, 4, 6, 12 (DISFA intensity >= 2)"),
+        ProtocolSpec(name="bp4d-to-disfa-part1", version="fgnet-v1", train_dataset="bp4d", test_dataset="disfa",
+                     folds=(Fold("part1", JAANET_DISFA_PARTS[0], JAANET_BP4D_PARTS[1] + JAANET_BP4D_PARTS[2]),),
+                     eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2,
+                     description="FG-Net's cross-dataset variant: train on BP4D parts 2+3 (its bp4d_0), test on "
+                                 "DISFA part 1 only (9 subjects), AUs 1, 2, 4, 6, 12"),
+    ]
+
+
+# --------------------------------------------------------------------------- check / prepare
+
+
+def check_bp4d(raw_root: Path, frames_dir: Path | None = None, **_: Any):
+    from aubench_realdata.readers import scan_bp4d
+
+    return scan_bp4d(raw_root, frames_dir=frames_dir)
+
+
+def check_disfa(raw_root: Path, frames_dir: Path | None = None, **_: Any):
+    from aubench_realdata.readers import scan_disfa
+
+    return scan_disfa(raw_root, frames_dir=frames_dir)
+
+
+def _raise_on_errors(scan: Any) -> None:
+    from aubench.errors import DatasetError
+
+    for issue in scan.issues:
+        if issue.level == "warning":
+            import warnings
+
+            warnings.warn(str(issue), stacklevel=3)
+    if scan.errors:
+        raise DatasetError("cannot prepare: " + "; ".join(str(e) for e in scan.errors))
+
+
+def _from_list(scan: Any, list_file: Path, image_root: Path, zero_based: bool | None) -> None:
+    """Point each sequence's frames at the aligned crops named in a JAA-Net / ME-GraphAU list file."""
+    from aubench_realdata.readers import parse_list_file
+
+    entries = parse_list_file(list_file)
+    if zero_based is None:  # ME-GraphAU / JAA-Net DISFA crops are named by 0-based label line
+        zero_based = scan.dataset == "disfa" and any(f == 0 for _, _, f, _ in entries)
+    by_key = {(s, v, f + 1 if zero_based else f): Path(image_root) / rel for s, v, f, rel in entries}
+    for seq in scan.sequences:
+        seq.video_path = None
+        seq.images = [by_key.get((seq.subject, seq.video, int(f))) for f in seq.frames]
+    scan.sequences = [s for s in scan.sequences if any(p is not None for p in s.images)]
+
+
+def _prepare(name: str, scan: Any, out_dir: Path, *, crop: str, image_size: int, margin: float,
+             detector: Any, detector_weights: Path | None, device: str, landmarks: bool, workers: int,
+             progress: bool, source: str, label_kind: str, au_set: tuple[int, ...], unknown_code: int | None) -> Path:
+    from aubench_realdata.prepare import prepare_sequences, sfd_detector
+
+    detector_name = None
+    if crop == "detector":
+        if detector is None:
+            detector, detector_name = sfd_detector(detector_weights, device), "s3fd"
+        else:
+            detector_name = getattr(detector, "__name__", "custom")
+    landmarker = fan_landmarker(device) if landmarks else None
+    return prepare_sequences(out_dir, name=name, au_set=au_set, label_kind=label_kind, sequences=scan.sequences,
+                             crop=crop, image_size=image_size, margin=margin, detector=detector,
+                             detector_name=detector_name, landmarker=landmarker, source=source, workers=workers,
+                             progress=progress, unknown_code=unknown_code,
+                             extra_meta={"raw_counts": {k: v for k, v in scan.counts.items() if k != "subject_ids"}})
+
+
+def prepare_bp4d(out_dir: Path, raw_root: Path, *, frames_dir: Path | None = None, from_list: Path | None = None,
+                 image_root: Path | None = None, crop: str = "detector", image_size: int = 256, margin: float = 0.25,
+                 detector: Any = None, detector_weights: Path | None = None, device: str = "cpu",
+                 landmarks: bool = False, workers: int = 1, progress: bool = True, zero_based: bool | None = None) -> Path:
+    """Prepare BP4D from its raw layout (or from aligned crops listed in ``from_list``)."""
+    from aubench_realdata.readers import scan_bp4d
+
+    scan = scan_bp4d(raw_root, frames_dir=frames_dir, need_images=from_list is None)
+    if from_list is not None:
+        _from_list(scan, from_list, image_root or Path(from_list).parent, zero_based)
+        crop = "none"
+    _raise_on_errors(scan)
+    return _prepare("bp4d", scan, out_dir, crop=crop, image_size=image_size, margin=margin, detector=detector,
+                    detector_weights=detector_weights, device=device, landmarks=landmarks, workers=workers,
+                    progress=progress, source="bp4d-list" if from_list else "bp4d-raw", label_kind="occurrence",
+                    au_set=BP4D_AUS, unknown_code=9)
+
+
+def prepare_disfa(out_dir: Path, raw_root: Path, *, frames_dir: Path | None = None, from_list: Path | None = None,
+                  image_root: Path | None = None, crop: str = "detector", image_size: int = 256, margin: float = 0.25,
+                  detector: Any = None, detector_weights: Path | None = None, device: str = "cpu",
+                  landmarks: bool = False, workers: int = 1, progress: bool = True,
+                  zero_based: bool | None = None) -> Path:
+    """Prepare DISFA from labels + left-camera videos (or extracted frames, or listed aligned crops)."""
+    from aubench_realdata.readers import scan_disfa
+
+    scan = scan_disfa(raw_root, frames_dir=frames_dir, need_images=from_list is None)
+    if from_list is not None:
+        _from_list(scan, from_list, image_root or Path(from_list).parent, zero_based)
+        crop = "none"
+    _raise_on_errors(scan)
+    return _prepare("disfa", scan, out_dir, crop=crop, image_size=image_size, margin=margin, detector=detector,
+                    detector_weights=detector_weights, device=device, landmarks=landmarks, workers=workers,
+                    progress=progress, source="disfa-list" if from_list else "disfa-raw", label_kind="intensity",
+                    au_set=DISFA_AUS, unknown_code=None)
+
+
+def fan_landmarker(device: str = "cpu"):
+    """68-point landmarks on a face crop with face-alignment's FAN, weights from the torch-hub cache."""
+    import torch
+
+    from aubench.errors import DatasetError
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    if not any(cache.glob("2DFAN4*")):
+        raise DatasetError(
+            f"No FAN landmark weights (2DFAN4*) in {cache}. On a machine with network run `python -c \"import "
+            "face_alignment as fa; fa.FaceAlignment(fa.LandmarksType.TWO_D, device='cpu')\"` once and copy "
+            "~/.cache/torch/hub/checkpoints here, or prepare without --landmarks."
+        )
+    import face_alignment
+
+    fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device, face_detector="sfd")
+
+    def landmarks(crop):
+        h, w = crop.shape[:2]
+        preds = fa.get_landmarks_from_image(crop, detected_faces=[(0, 0, w, h)])
+        return preds[0] if preds else None
+
+    return landmarks
