@@ -1,0 +1,166 @@
+"""The frozen landmark-attention feature extractor of FAN-Trans (paper §3.1).
+
+F_a = concat(LF, H1 ⊙ M, H2 ⊙ M): the stem ("low-level") features LF of a FAN, the features H1, H2
+of its first two hourglass stacks, each multiplied by the heatmaps of the second stack summed into
+one plane M. For a 256 × 256 input that is 768 × 64 × 64. The FAN is ``face_alignment.models.FAN``
+from the face-alignment package, used as is; this module only re-walks its forward pass to keep
+the intermediate maps (the pattern of the first author's AU-Net code).
+
+Two ways to get two stacks:
+
+``fan4-cut2`` (default)
+    the public 2D-FAN-4 weights (1adrianb), run up to the end of stack 2. H1 is taken after stack 1's
+    ``bl0`` projection (what feeds stack 2) and H2 is stack 2's post-ReLU feature (before ``bl1``,
+    which only feeds stack 3). Its features are those of a 4-stack network cut in the middle:
+    stack 2 was trained to feed stacks 3-4, not to be last, and its hourglasses pool with averages.
+``fan2``
+    a genuine 2-stack FAN, e.g. the ibug ``2dfan2.pth`` weights FAN-Trans' author used in AU-Net
+    (trained as a 2-stack network; ibug's implementation pools with max instead of avg, so weights
+    load only into a compatible module — bring weights saved for ``face_alignment.models.FAN(2)``).
+
+Weights come from ``weights=<file>`` or, for ``fan4-cut2``, the torch-hub cache
+(``~/.cache/torch/hub/checkpoints/2DFAN4*``); nothing is downloaded. Without weights the model
+refuses to build unless ``allow_random=true`` (tests and explicitly random smoke runs only).
+
+``kind=timm`` replaces FAN by the stride-4 feature map of a frozen timm CNN (Table 2's
+"BL-FAN+R18" ablation uses ResNet-18); the map keeps the 64 × 64 resolution of F_a at 256 × 256.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aubench.errors import ConfigError
+
+__all__ = ["FANFeatures", "TimmFeatures", "build_backbone", "find_fan_weights"]
+
+
+def find_fan_weights(variant: str, weights: str | None) -> Path | None:
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"FAN weights {path} not found")
+        return path
+    if variant != "fan4-cut2":
+        return None
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    found = sorted(cache.glob("2DFAN4*.pth*"))
+    return found[0] if found else None
+
+
+def _load_fan_state(path: Path) -> dict[str, torch.Tensor]:
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict):
+        state = obj.get("state_dict", obj)
+    elif hasattr(obj, "state_dict"):  # a TorchScript or pickled module
+        state = obj.state_dict()
+    else:
+        raise ConfigError(f"{path} holds neither a state_dict nor a module")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+class FANFeatures(nn.Module):
+    """Frozen FAN returning F_a [B, 768, H/4, W/4]; always in eval mode, never receives gradients."""
+
+    def __init__(self, variant: str = "fan4-cut2", weights: str | None = None, allow_random: bool = False,
+                 use_lf: bool = True, use_heatmap: bool = True):
+        super().__init__()
+        from face_alignment.models import FAN
+
+        if variant not in ("fan4-cut2", "fan2"):
+            raise ConfigError(f"backbone.variant={variant!r}; use 'fan4-cut2' or 'fan2'")
+        self.variant, self.use_lf, self.use_heatmap = variant, use_lf, use_heatmap
+        self.fan = FAN(4 if variant == "fan4-cut2" else 2)
+        path = find_fan_weights(variant, weights)
+        if path is not None:
+            missing, _ = self.fan.load_state_dict(_load_fan_state(path), strict=False)
+            if missing:
+                raise ConfigError(f"{path} does not fit FAN({self.fan.num_modules}): missing {missing[:4]}...")
+            self.weights = str(path)
+        elif allow_random:
+            self.weights = "random"
+        else:
+            raise ConfigError(
+                "FAN-Trans needs pretrained FAN weights and none were found. For the public 2D-FAN-4 weights run "
+                "`python -c \"import face_alignment as fa; fa.FaceAlignment(fa.LandmarksType.TWO_D, device='cpu')\"` "
+                "on a machine with network and copy ~/.cache/torch/hub/checkpoints (2DFAN4-*.pth.tar) here, or pass "
+                "model.backbone.weights=/path/to/weights. Only smoke runs may use model.backbone.allow_random=true."
+            )
+        self.fan.requires_grad_(False)
+        self.fan.eval()
+        self.out_channels = 256 * (int(use_lf) + 2)
+
+    def train(self, mode: bool = True) -> FANFeatures:  # frozen: batch-norm statistics never update
+        super().train(False)
+        return self
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.fan
+        x = F.relu(f.bn1(f.conv1(x)))
+        x = F.avg_pool2d(f.conv2(x), 2, stride=2)
+        x = f.conv3(x)
+        stem = f.conv4(x)
+        previous, feats, heat = stem, [], None
+        for i in range(2):
+            ll = f._modules[f"top_m_{i}"](f._modules[f"m{i}"](previous))
+            ll = F.relu(f._modules[f"bn_end{i}"](f._modules[f"conv_last{i}"](ll)))
+            heat = f._modules[f"l{i}"](ll)
+            if i == 0:
+                projected = f._modules["bl0"](ll)
+                feats.append(projected)
+                previous = previous + projected + f._modules["al0"](heat)
+            else:
+                feats.append(ll)
+        mask = heat.sum(1, keepdim=True) if self.use_heatmap else 1.0
+        parts = ([stem] if self.use_lf else []) + [h * mask for h in feats]
+        return torch.cat(parts, 1)
+
+
+class TimmFeatures(nn.Module):
+    """A frozen timm CNN's stride-4 feature map, standing in for F_a (Table 2 ablation)."""
+
+    def __init__(self, name: str = "resnet18", pretrained: bool | str = False, allow_random: bool = False):
+        super().__init__()
+        import timm
+
+        if not pretrained and not allow_random:
+            raise ConfigError(f"backbone {name!r} without pretrained weights: set model.backbone.pretrained=true "
+                              "(ImageNet weights from the local cache) or allow_random=true for smoke runs")
+        kwargs = {"pretrained_cfg_overlay": {"file": pretrained}} if isinstance(pretrained, str) else {}
+        self.net = timm.create_model(name, pretrained=bool(pretrained), features_only=True, **kwargs)
+        reductions = self.net.feature_info.reduction()
+        if 4 not in reductions:
+            raise ConfigError(f"{name} has no stride-4 feature map (reductions {reductions})")
+        self.index = reductions.index(4)
+        self.out_channels = self.net.feature_info.channels()[self.index]
+        self.net.requires_grad_(False)
+        self.net.eval()
+        self.weights = "random" if not pretrained else str(pretrained)
+
+    def train(self, mode: bool = True) -> TimmFeatures:
+        super().train(False)
+        return self
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[self.index]
+
+
+_KEYS = {"fan": ("variant", "weights", "allow_random", "use_lf", "use_heatmap"),
+         "timm": ("name", "pretrained", "allow_random")}
+
+
+def build_backbone(kind: str = "fan", **cfg: Any) -> nn.Module:
+    """Build the frozen extractor; keys of the other kind (left over from a recipe merge) are ignored."""
+    if kind not in _KEYS:
+        raise ConfigError(f"model.backbone.kind={kind!r}; use 'fan' or 'timm'")
+    unknown = set(cfg) - {k for keys in _KEYS.values() for k in keys}
+    if unknown:
+        raise ConfigError(f"unknown model.backbone keys {sorted(unknown)}; {kind} takes {list(_KEYS[kind])}")
+    args = {k: v for k, v in cfg.items() if k in _KEYS[kind]}
+    return FANFeatures(**args) if kind == "fan" else TimmFeatures(**args)

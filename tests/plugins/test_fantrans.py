@@ -1,0 +1,154 @@
+"""FAN-Trans: feature shapes, frozen backbone, top-k, ensemble weights, attention drop, export."""
+import pytest
+import torch
+from timm.models.vision_transformer import Block
+
+from aubench.errors import ConfigError
+from aubench.testing import AUS, _stats, toy_batch
+from aubench_fantrans.backbone import FANFeatures
+from aubench_fantrans.losses import OKDLoss, bernoulli_kl
+from aubench_fantrans.model import FANTrans, MaskedAttention, complexity, topk_evidence
+
+SMOKE_BACKBONE = {"kind": "timm", "name": "test_resnet", "pretrained": False, "allow_random": True}
+
+
+@pytest.fixture(scope="module")
+def fan():
+    torch.manual_seed(0)
+    return FANFeatures(allow_random=True)
+
+
+def small(**kw):
+    torch.manual_seed(0)
+    cfg = dict(backbone=SMOKE_BACKBONE, input_size=64, conv_dim=64, depth=2)
+    cfg.update(kw)
+    return FANTrans(AUS, _stats(AUS), **cfg)
+
+
+def test_fan_feature_is_768_x_64_x_64_at_256(fan):
+    x = torch.rand(1, 3, 256, 256)
+    assert fan(x).shape == (1, 768, 64, 64)
+    no_lf = FANFeatures(allow_random=True, use_lf=False)
+    assert no_lf(x).shape == (1, 512, 64, 64) and no_lf.out_channels == 512
+
+
+def test_heatmap_product_is_part_of_the_feature(fan):
+    x = torch.rand(1, 3, 256, 256)
+    plain = FANFeatures(allow_random=True, use_heatmap=False)
+    plain.load_state_dict(fan.state_dict())
+    with_hm, without = fan(x), plain(x)
+    assert torch.allclose(with_hm[:, :256], without[:, :256])  # LF untouched
+    assert not torch.allclose(with_hm[:, 256:], without[:, 256:])
+
+
+def test_backbone_is_frozen_in_eval_mode_and_gets_no_gradient():
+    model = small()
+    model.train()
+    assert not model.backbone.training and model.conv.training
+    out = model(toy_batch(size=64))
+    loss, _ = OKDLoss()(out, toy_batch(size=64), _stats(AUS))
+    loss.backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+    assert model.conv.reduce.weight.grad is not None
+
+
+def test_missing_weights_refuse_with_instructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="needs pretrained FAN weights.*allow_random=true"):
+        FANFeatures()
+
+
+def test_topk_sums_the_k_largest_evidences_per_au_column():
+    p_hat = torch.tensor([[[1.0, 5.0, 0.0],
+                           [3.0, -1.0, 2.0],
+                           [2.0, 4.0, 7.0]]])  # rows: AU features, columns: AUs
+    assert topk_evidence(p_hat, 2).tolist() == [[5.0, 9.0, 9.0]]
+    assert topk_evidence(p_hat, 1).tolist() == [[3.0, 5.0, 7.0]]
+
+
+def test_ensemble_weights_sum_to_one_per_au():
+    model = small()
+    model.train()
+    out = model(toy_batch(size=64))
+    w = out["ensemble_weights"]
+    assert w.shape == (4, 2, len(AUS)) and torch.allclose(w.sum(1), torch.ones(4, len(AUS)))
+    p_o, p_m = out["branch_logits"]["0.o2o"], out["branch_logits"]["1.o2m"]
+    assert torch.allclose(out["ensemble_logits"], w[:, 0] * p_o + w[:, 1] * p_m)
+
+
+def test_attention_drop_with_an_all_ones_mask_equals_timms_block():
+    torch.manual_seed(0)
+    ref = Block(64, 1, mlp_ratio=4.0, qkv_bias=True)
+    ours = Block(64, 1, mlp_ratio=4.0, qkv_bias=True, attn_layer=MaskedAttention)
+    ours.attn.configure(5, "learned")
+    missing, unexpected = ours.load_state_dict(ref.state_dict(), strict=False)
+    assert missing == ["attn.mask_logits"] and not unexpected
+    x = torch.randn(3, 5, 64)
+    assert torch.allclose(ours(x), ref(x), atol=1e-6)
+
+
+def test_learned_mask_is_binary_forward_and_trainable_backward():
+    attn = MaskedAttention(16, num_heads=1)
+    attn.configure(4, "learned")
+    with torch.no_grad():
+        attn.mask_logits.copy_(torch.tensor([2.0, -2.0, 2.0, 0.3]))
+    assert attn.column_mask().tolist() == [1.0, 0.0, 1.0, 1.0]
+    attn(torch.randn(2, 4, 16)).sum().backward()
+    assert attn.mask_logits.grad is not None and attn.mask_logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode,dim", [("row", -1), ("column", -2)])
+def test_row_and_column_drop_keep_the_upper_half(mode, dim):
+    attn = MaskedAttention(8, num_heads=1)
+    attn.configure(4, mode)
+    seen = {}
+    attn.attn_drop.register_forward_hook(lambda m, i, o: seen.setdefault("a", o))
+    attn(torch.randn(1, 4, 8))
+    kept = (seen["a"][0, 0] > 0).sum(dim)
+    assert (kept >= 2).all() and (kept <= 3).all()
+
+
+def test_inference_export_drops_auxiliaries_and_keeps_p_m():
+    model = small()
+    model.train()
+    batch = toy_batch(size=64)
+    OKDLoss()(model(batch), batch, _stats(AUS))[0].backward()  # any trained-looking state
+    model.eval()
+    exported = model.export_inference()
+    with torch.no_grad():
+        assert torch.allclose(exported(batch)["logits"], model(batch)["logits"], atol=1e-6)
+        assert torch.allclose(model(batch)["logits"], model(batch)["branch_logits"]["1.o2m"])
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_infer = sum(p.numel() for p in exported.parameters() if p.requires_grad)
+    assert n_infer < n_train and not hasattr(exported, "ensemble") or exported.ensemble is None
+
+
+def test_table1_variants_build_with_their_pathways():
+    assert small(transformer=False).paths == ["baseline"]
+    assert small(branches=[["o2o", "o2m"]]).paths == ["0.o2o", "0.o2m"]
+    assert small(branches=[["o2o"], ["o2o"]]).deploy == "1.o2o"
+    with pytest.raises(ConfigError, match="classifiers must be among"):
+        small(branches=[["mlp"]])
+
+
+def test_okd_loss_terms_and_zero_kl_for_identical_students():
+    t = torch.tensor([[0.3, -1.2]])
+    assert torch.allclose(bernoulli_kl(t, t), torch.zeros_like(t), atol=1e-7)
+    assert (bernoulli_kl(t, t + 1) > 0).all()
+    model = small()
+    model.train()
+    batch = toy_batch(size=64)
+    loss, terms = OKDLoss(lambda_kd=0.2)(model(batch), batch, _stats(AUS))
+    assert set(terms) == {"cls_0.o2o", "cls_1.o2m", "cls_ensemble", "kd"}
+    expected = terms["cls_0.o2o"] + terms["cls_1.o2m"] + terms["cls_ensemble"] + 0.2 * terms["kd"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_complexity_counts_frozen_learnable_and_inference_parameters():
+    torch.manual_seed(0)
+    model = FANTrans(tuple(range(1, 13)), None, backbone={"kind": "fan", "allow_random": True})
+    c = complexity(model)
+    assert c["frozen_params_used"] == 12_106_504  # stem + two stacks of FAN-4 = FAN(2)
+    assert 13.5 < c["backbone_gmacs"] < 14.5  # supplementary: 13.97 G
+    assert c["inference_head_params"] < c["learnable_params"]
