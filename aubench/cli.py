@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--force", action="store_true", help="replace an existing prepared copy")
 
     plot = sub.add_parser("plot", help="draw a finished cell (PNG next to its run folder)")
-    plot.add_argument("kind", choices=["reliability"], help="reliability: per-AU histograms of predictions (thesis Fig. 4.4)")
+    plot.add_argument("kind", choices=["reliability", "order"],
+                      help="reliability: per-AU histograms of predictions (thesis Fig. 4.4); "
+                           "order: MONET's learned soft order (thesis Fig. 2.12)")
     plot.add_argument("run_dir", type=Path, help="a cell folder (the one holding record.json)")
     plot.add_argument("--out", type=Path, default=None)
 
@@ -334,9 +336,10 @@ def _data_real(args: argparse.Namespace, spec: Any) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from aubench.plots import reliability_histogram
+    from aubench.plots import reliability_histogram, soft_order_heatmap
 
-    print(reliability_histogram(args.run_dir, args.out))
+    draw = reliability_histogram if args.kind == "reliability" else soft_order_heatmap
+    print(draw(args.run_dir, args.out))
     return 0
 
 

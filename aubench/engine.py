@@ -18,13 +18,14 @@ Model contract (see also :class:`aubench.specs.ModelSpec`): ``forward(batch) -> 
     (``engine.cache_features``) and then passes them as ``batch["features"]``.
 ``on_epoch_start(epoch)``
     called before each epoch (0-based), e.g. to anneal a temperature.
+``record_extras() -> dict``
+    JSON-able facts about the trained model saved in the result record (e.g. MONET's soft order).
 """
 from __future__ import annotations
 
 import json
 import math
 import random
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -503,6 +504,7 @@ def run_cell(cell: Cell, registry: Any, *, overwrite: bool = False, progress: bo
                  "preprocessing_id": data.test_ds.meta.get("preprocessing_id"),
                  "detection_failed_fraction": data.test_ds.meta.get("detection_failed_fraction")},
         "train_stats": stats.as_dict(),
+        "model_extras": model.record_extras() if hasattr(model, "record_extras") else {},
         "history": history,
         "timings": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
                     "total_seconds": time.time() - t_start},
@@ -612,8 +614,3 @@ def run_cells(cells: list[Cell], registry: Any, *, overwrite: bool = False, prog
         outcomes.append(CellOutcome(cell, "done", record, None, dt))
     return outcomes
 
-
-def remove_cell(cell: Cell) -> None:
-    """Delete a cell's folder (used by explicit overwrite of a whole cell)."""
-    if cell.run_dir.exists():
-        shutil.rmtree(cell.run_dir)

@@ -89,6 +89,11 @@ def render(records: list[dict[str, Any]], references: Iterable[tuple[str, Any]] 
         out.append("")
         hashes = sorted({h for r in rows for h in r["hashes"]})
         out += [f"Test-subject hashes (fold:hash): {', '.join(hashes)}.", ""]
+        data = sorted({(rec["dataset"], rec["data"].get("preprocessing_id"), rec["data"].get("detection_failed_fraction"))
+                       for r in rows for rec in r["records"] if rec.get("data")}, key=str)
+        for name, pid, failed in data:  # cropping changes F1 by points: show how the test data were prepared
+            fail = f"{100 * failed:.2f}%" if failed is not None else "unknown"
+            out += [f"Test data: {name}, preprocessing `{pid}`, face detection failed on {fail} of frames.", ""]
         for owner, ref in refs:
             if ref.protocol.split("@")[0] == proto_id.split("@")[0]:
                 out += _render_reference(ref, owner)

@@ -7,7 +7,7 @@ import numpy as np
 
 from aubench.errors import ConfigError, DatasetError
 
-__all__ = ["reliability_histogram"]
+__all__ = ["reliability_histogram", "soft_order_heatmap"]
 
 
 def _pyplot():
@@ -50,6 +50,33 @@ def reliability_histogram(run_dir: Path, out: Path | None = None, bins: int = 20
     fig.suptitle(f"Predicted probability by ground truth: {run_dir}", fontsize=8)
     fig.tight_layout()
     out = Path(out) if out else run_dir / "reliability.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def soft_order_heatmap(run_dir: Path, out: Path | None = None) -> Path:
+    """The learned soft order Ω (timestep × AU) of a MONET cell as a heatmap (thesis Fig. 2.12 style)."""
+    import json
+
+    run_dir = Path(run_dir)
+    record = run_dir / "record.json"
+    if not record.is_file():
+        raise DatasetError(f"{record} not found; point at a finished cell folder")
+    extras = json.loads(record.read_text()).get("model_extras") or {}
+    if "soft_order" not in extras:
+        raise ConfigError(f"{record} has no soft order: only MONET cells record one")
+    omega = np.asarray(extras["soft_order"])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(0.5 * omega.shape[1] + 2, 0.45 * omega.shape[0] + 1.5))
+    im = ax.imshow(omega, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(omega.shape[1]), [f"AU{a}" for a in extras["aus"]], rotation=90, fontsize=8)
+    ax.set_yticks(range(omega.shape[0]), [str(t + 1) for t in range(omega.shape[0])], fontsize=8)
+    ax.set_xlabel("action unit")
+    ax.set_ylabel("timestep")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    out = Path(out) if out else run_dir / "soft_order.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

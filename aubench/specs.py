@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -22,10 +24,8 @@ __all__ = [
     "ReferenceTable",
     "resolve_factory",
     "subject_hash",
+    "load_reference_tables",
 ]
-
-Factory = "str | Callable[..., Any]"
-
 
 def resolve_factory(factory: str | Callable[..., Any]) -> Callable[..., Any]:
     """Import ``"pkg.module:attr"`` (or return a callable unchanged)."""
@@ -181,3 +181,8 @@ class ReferenceTable:
     rows: Mapping[str, Mapping[str, float]]
     method: Mapping[str, str] = field(default_factory=dict)
     note: str = ""
+
+
+def load_reference_tables(folder: str | Path) -> list[ReferenceTable]:
+    """Every ``*.json`` in ``folder`` as a :class:`ReferenceTable` (how plugins ship published tables)."""
+    return [ReferenceTable(**json.loads(p.read_text())) for p in sorted(Path(folder).glob("*.json"))]

@@ -1,6 +1,5 @@
 import re
 
-import pytest
 
 from aubench.cli import main
 

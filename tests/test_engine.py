@@ -64,7 +64,7 @@ def test_finished_cells_are_skipped_and_only_overwritten_on_request(reg, runs):
 def test_interrupted_cell_resumes_to_the_same_result(reg, tmp_path):
     ov = ["epochs=2"]
     straight = one_cell(reg, tmp_path / "a", overrides=ov)
-    ref = run_cell(straight, reg, progress=False)
+    run_cell(straight, reg, progress=False)
     cell = one_cell(reg, tmp_path / "b", overrides=ov)
     with pytest.raises(KeyboardInterrupt):
         run_cell(cell, reg, progress=False, stop_after_epoch=1)

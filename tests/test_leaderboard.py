@@ -1,6 +1,5 @@
 from pathlib import Path
 
-import pytest
 
 from aubench.leaderboard import aggregate, render
 from aubench.registry import Registry

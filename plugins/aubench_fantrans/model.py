@@ -31,7 +31,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from timm.layers.attention import Attention
 from timm.models.vision_transformer import Block
 from torch import nn

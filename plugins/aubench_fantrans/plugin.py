@@ -1,10 +1,10 @@
 """Registers the FAN-Trans model, its loss, every row of its Table 1 as a method, and its published tables."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from aubench import LossSpec, MethodSpec, ModelSpec, ReferenceTable, hookimpl
+from aubench import LossSpec, MethodSpec, ModelSpec, hookimpl
+from aubench.specs import load_reference_tables
 
 __version__ = "0.1.0"
 _HERE = Path(__file__).parent
@@ -47,4 +47,4 @@ def aubench_config_search_paths():
 
 @hookimpl
 def aubench_register_references():
-    return [ReferenceTable(**json.loads(p.read_text())) for p in sorted((_HERE / "references").glob("*.json"))]
+    return load_reference_tables(_HERE / "references")

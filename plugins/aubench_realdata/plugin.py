@@ -107,11 +107,25 @@ def _from_list(scan: Any, list_file: Path, image_root: Path, zero_based: bool | 
     scan.sequences = [s for s in scan.sequences if any(p is not None for p in s.images)]
 
 
-def _prepare(name: str, scan: Any, out_dir: Path, *, crop: str, image_size: int, margin: float,
-             detector: Any, detector_weights: Path | None, device: str, landmarks: bool, workers: int,
-             progress: bool, source: str, label_kind: str, au_set: tuple[int, ...], unknown_code: int | None) -> Path:
+_LAYOUTS = {  # dataset -> (scanner, label kind, AU set, unknown code)
+    "bp4d": ("scan_bp4d", "occurrence", BP4D_AUS, 9),
+    "disfa": ("scan_disfa", "intensity", DISFA_AUS, None),
+}
+
+
+def _prepare(name: str, out_dir: Path, raw_root: Path, *, frames_dir: Path | None, from_list: Path | None,
+             image_root: Path | None, crop: str, image_size: int, margin: float, detector: Any,
+             detector_weights: Path | None, device: str, landmarks: bool, workers: int, progress: bool,
+             zero_based: bool | None) -> Path:
+    from aubench_realdata import readers
     from aubench_realdata.prepare import prepare_sequences, sfd_detector
 
+    scanner, label_kind, au_set, unknown_code = _LAYOUTS[name]
+    scan = getattr(readers, scanner)(raw_root, frames_dir=frames_dir, need_images=from_list is None)
+    if from_list is not None:
+        _from_list(scan, from_list, image_root or Path(from_list).parent, zero_based)
+        crop = "none"
+    _raise_on_errors(scan)
     detector_name = None
     if crop == "detector":
         if detector is None:
@@ -121,8 +135,9 @@ def _prepare(name: str, scan: Any, out_dir: Path, *, crop: str, image_size: int,
     landmarker = fan_landmarker(device) if landmarks else None
     return prepare_sequences(out_dir, name=name, au_set=au_set, label_kind=label_kind, sequences=scan.sequences,
                              crop=crop, image_size=image_size, margin=margin, detector=detector,
-                             detector_name=detector_name, landmarker=landmarker, source=source, workers=workers,
-                             progress=progress, unknown_code=unknown_code,
+                             detector_name=detector_name, landmarker=landmarker,
+                             source=f"{name}-{'list' if from_list else 'raw'}", workers=workers, progress=progress,
+                             unknown_code=unknown_code,
                              extra_meta={"raw_counts": {k: v for k, v in scan.counts.items() if k != "subject_ids"}})
 
 
@@ -131,17 +146,7 @@ def prepare_bp4d(out_dir: Path, raw_root: Path, *, frames_dir: Path | None = Non
                  detector: Any = None, detector_weights: Path | None = None, device: str = "cpu",
                  landmarks: bool = False, workers: int = 1, progress: bool = True, zero_based: bool | None = None) -> Path:
     """Prepare BP4D from its raw layout (or from aligned crops listed in ``from_list``)."""
-    from aubench_realdata.readers import scan_bp4d
-
-    scan = scan_bp4d(raw_root, frames_dir=frames_dir, need_images=from_list is None)
-    if from_list is not None:
-        _from_list(scan, from_list, image_root or Path(from_list).parent, zero_based)
-        crop = "none"
-    _raise_on_errors(scan)
-    return _prepare("bp4d", scan, out_dir, crop=crop, image_size=image_size, margin=margin, detector=detector,
-                    detector_weights=detector_weights, device=device, landmarks=landmarks, workers=workers,
-                    progress=progress, source="bp4d-list" if from_list else "bp4d-raw", label_kind="occurrence",
-                    au_set=BP4D_AUS, unknown_code=9)
+    return _prepare("bp4d", **locals())
 
 
 def prepare_disfa(out_dir: Path, raw_root: Path, *, frames_dir: Path | None = None, from_list: Path | None = None,
@@ -150,17 +155,7 @@ def prepare_disfa(out_dir: Path, raw_root: Path, *, frames_dir: Path | None = No
                   landmarks: bool = False, workers: int = 1, progress: bool = True,
                   zero_based: bool | None = None) -> Path:
     """Prepare DISFA from labels + left-camera videos (or extracted frames, or listed aligned crops)."""
-    from aubench_realdata.readers import scan_disfa
-
-    scan = scan_disfa(raw_root, frames_dir=frames_dir, need_images=from_list is None)
-    if from_list is not None:
-        _from_list(scan, from_list, image_root or Path(from_list).parent, zero_based)
-        crop = "none"
-    _raise_on_errors(scan)
-    return _prepare("disfa", scan, out_dir, crop=crop, image_size=image_size, margin=margin, detector=detector,
-                    detector_weights=detector_weights, device=device, landmarks=landmarks, workers=workers,
-                    progress=progress, source="disfa-list" if from_list else "disfa-raw", label_kind="intensity",
-                    au_set=DISFA_AUS, unknown_code=None)
+    return _prepare("disfa", **locals())
 
 
 def fan_landmarker(device: str = "cpu"):

@@ -1,5 +1,4 @@
 """BP4D / DISFA readers and preparation, exercised on SynthAU written in the official layouts."""
-import json
 
 import numpy as np
 import pytest
@@ -223,3 +222,20 @@ def test_parsing_from_landmarks_matches_the_synthetic_renderer(tmp_path):
         for cls, iou in ((1, 0.7), (3, 0.45), (4, 0.7), (5, 0.35)):  # skin, eyes, nose, lips (small at 64 px)
             a, b = ours == cls, ds.parsing[i] == cls
             assert (a & b).sum() / max((a | b).sum(), 1) > iou, cls
+
+
+def test_data_check_and_prepare_commands(bp4d, tmp_path, monkeypatch, capsys):
+    from aubench.cli import main
+
+    root, planted = bp4d
+    assert main(["data", "check", "bp4d", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "coded_frames: 39" in out and "missing_images: 1" in out and "label9_per_au" in out
+    assert planted["truncated"] in out and "0 error(s)" in out
+    monkeypatch.setenv("AUBENCH_DATA", str(tmp_path / "data"))
+    args = ["data", "prepare", "bp4d", str(root), "--from-list", str(root / "aligned" / "img_path_list.txt"),
+            "--image-root", str(root / "aligned"), "--size", "32", "--workers", "1"]
+    assert main(args) == 0
+    assert "39 frames, 4 subjects, preprocessing bp4d-list-none-32px" in capsys.readouterr().out
+    assert main(args) == 2 and "--force" in capsys.readouterr().err  # a prepared copy is never replaced silently
+    assert main(["data", "check", "bp4d", str(tmp_path / "nowhere")]) == 2

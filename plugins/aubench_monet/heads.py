@@ -1,0 +1,271 @@
+"""Multi-task heads of Tallec thesis chapter 2 on top of a shared encoder f_w(x) = h0.
+
+* :class:`VMNCHead` — vanilla multi-task network, common head: one linear layer to T outputs.
+* :class:`VMNSHead` — vanilla multi-task network, separate heads: 2-3 dense layers per task.
+* :class:`MRNNHead` — one shared GRU cell predicting the tasks in sequence (random order per batch),
+  teacher-forced on the ground truth in training, Monte-Carlo sampled at inference (Alg. 1).
+* :class:`MONETHead` — one GRU cell per task, M orders, soft order Ω = Σ π_m M_σm with π = softmax(u)
+  (eq. 2.20-2.21), mixture likelihood (eq. 2.27), order dropout keeping k of M orders per example
+  (eq. 2.34-2.35), warm-up of the order logits (their optimiser starts at epoch n, Fig. 2.4), and
+  inference by sampling R orders from π and L Bernoulli trajectories each (Alg. 2, eq. 2.36).
+
+Choices where the thesis is silent (documented, and options where useful): the recurrent input at a
+step is the previous task's label together with a one-hot of *which* task it was (eq. 2.25 only
+writes y^{σ(t-1)}; without the task identity a cell cannot tell which label it receives under
+different orders); unknown (masked) labels are fed back as 0.5 (no information) and excluded from
+every order's likelihood; MRNN reads out through one linear layer per task from the
+shared cell. All heads return per-task logits in training (teacher forced) and probabilities in
+evaluation.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["VMNCHead", "VMNSHead", "MRNNHead", "MONETHead", "sample_orders", "order_matrices"]
+
+
+def sample_orders(n_tasks: int, n_orders: int, seed: int = 0, include_identity: bool = False) -> torch.Tensor:
+    """M distinct permutations of range(T) as a LongTensor [M, T] (all T! when M >= T!), seeded."""
+    total = math.factorial(n_tasks)
+    if n_orders >= total:
+        return torch.tensor(list(itertools.permutations(range(n_tasks))), dtype=torch.long)
+    g = torch.Generator().manual_seed(seed)
+    seen: set[tuple[int, ...]] = set()
+    if include_identity:
+        seen.add(tuple(range(n_tasks)))
+    while len(seen) < n_orders:
+        seen.add(tuple(torch.randperm(n_tasks, generator=g).tolist()))
+    orders = sorted(seen)
+    return torch.tensor(orders, dtype=torch.long)
+
+
+def order_matrices(orders: torch.Tensor) -> torch.Tensor:
+    """M_σ of eq. 2.17: [M, T, T] with (M_σ)_{i,j} = 1 iff task j is predicted at timestep i."""
+    return F.one_hot(orders, orders.shape[1]).float()
+
+
+class VMNCHead(nn.Module):
+    def __init__(self, in_dim: int, n_tasks: int):
+        super().__init__()
+        self.out = nn.Linear(in_dim, n_tasks)
+
+    def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
+        return {"logits": self.out(h0)}
+
+
+class VMNSHead(nn.Module):
+    def __init__(self, in_dim: int, n_tasks: int, hidden: int = 64, layers: int = 2):
+        super().__init__()
+        def head() -> nn.Sequential:
+            mods: list[nn.Module] = []
+            d = in_dim
+            for _ in range(layers - 1):
+                mods += [nn.Linear(d, hidden), nn.ReLU()]
+                d = hidden
+            return nn.Sequential(*mods, nn.Linear(d, 1))
+        self.heads = nn.ModuleList(head() for _ in range(n_tasks))
+
+    @property
+    def out_biases(self) -> list[torch.Tensor]:
+        return [h[-1].bias for h in self.heads]
+
+    def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
+        return {"logits": torch.cat([h(h0) for h in self.heads], 1)}
+
+
+class _Recurrent(nn.Module):
+    """Shared machinery: a recurrent step over a batch of (example, order) rows."""
+
+    def __init__(self, in_dim: int, n_tasks: int, hidden: int):
+        super().__init__()
+        self.n_tasks, self.hidden = n_tasks, hidden
+        self.init = nn.Linear(in_dim, hidden) if in_dim != hidden else nn.Identity()
+        self.in_dim = 1 + n_tasks  # previous label + which task it belongs to
+
+    def _inputs(self, prev_y: torch.Tensor, prev_task: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(prev_task.clamp_min(0), self.n_tasks).to(prev_y) * (prev_task >= 0).unsqueeze(-1).to(prev_y)
+        return torch.cat([prev_y.unsqueeze(-1), onehot], -1)
+
+
+class MRNNHead(_Recurrent):
+    """A single GRU cell shared by every task; one output layer per task (Alg. 1 at inference)."""
+
+    def __init__(self, in_dim: int, n_tasks: int, hidden: int = 64, samples: int = 20, seed: int = 0):
+        super().__init__(in_dim, n_tasks, hidden)
+        self.cell = nn.GRUCell(self.in_dim + n_tasks, hidden)
+        self.out = nn.Linear(hidden, n_tasks)
+        self.samples = samples
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def _run(self, h0: torch.Tensor, order: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Logits [R, T] for rows with per-row orders [R, T]; teacher forcing when labels are given."""
+        R = h0.shape[0]
+        h = h0
+        prev_y = torch.zeros(R, device=h0.device)
+        prev_task = torch.full((R,), -1, dtype=torch.long, device=h0.device)
+        logits = torch.zeros(R, self.n_tasks, device=h0.device)
+        for t in range(self.n_tasks):
+            task = order[:, t]
+            x = torch.cat([self._inputs(prev_y, prev_task), F.one_hot(task, self.n_tasks).to(h0)], -1)
+            h = self.cell(x, h)
+            o = self.out(h).gather(1, task[:, None]).squeeze(1)
+            logits = logits.scatter(1, task[:, None], o[:, None])
+            if labels is not None:
+                prev_y = labels.gather(1, task[:, None]).squeeze(1)
+            else:
+                prev_y = torch.bernoulli(torch.sigmoid(o))
+            prev_task = task
+        return logits
+
+    def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
+        h0 = self.init(h0)
+        B = h0.shape[0]
+        if self.training and labels is not None:
+            order = torch.randperm(self.n_tasks, generator=self.gen).to(h0.device).expand(B, -1)
+            teacher = labels if mask is None else torch.where(mask, labels, 0.5)
+            return {"logits": self._run(h0, order, teacher)}
+        L = self.samples
+        orders = torch.stack([torch.randperm(self.n_tasks, generator=self.gen) for _ in range(B * L)]).to(h0.device)
+        logits = self._run(h0.repeat_interleave(L, 0), orders, None)
+        return {"probs": torch.sigmoid(logits).view(B, L, -1).mean(1)}
+
+
+class MONETHead(_Recurrent):
+    """One GRU cell per task; M orders mixed by π = softmax(u). Vectorised over orders and samples."""
+
+    def __init__(self, in_dim: int, n_tasks: int, hidden: int = 64, n_orders: int = 120, keep: int | None = None,
+                 infer_orders: int = 20, infer_samples: int = 1, selection: str = "soft", order_seed: int = 0,
+                 orders: list[list[int]] | None = None):
+        super().__init__(in_dim, n_tasks, hidden)
+        self.cells = nn.ModuleList(nn.GRUCell(self.in_dim, hidden) for _ in range(n_tasks))
+        self.outs = nn.ModuleList(nn.Linear(hidden, 1) for _ in range(n_tasks))
+        fixed = torch.tensor(orders, dtype=torch.long) if orders is not None else sample_orders(n_tasks, n_orders, order_seed)
+        self.register_buffer("orders", fixed)
+        M = fixed.shape[0]
+        self.order_logits = nn.Parameter(torch.zeros(M))  # u of eq. 2.21
+        self.keep = M if keep is None else min(int(keep), M)
+        self.infer_orders, self.infer_samples = int(infer_orders), int(infer_samples)
+        if selection not in ("soft", "hard"):
+            raise ValueError(f"selection={selection!r}; use 'soft' (MONET) or 'hard' (sample one order, [80])")
+        self.selection = selection
+        self.register_buffer("hard_choice", torch.tensor(-1))
+        self.register_buffer("order_nll_sum", torch.zeros(M))
+        self.register_buffer("order_nll_count", torch.zeros(M))
+        self.gen = torch.Generator().manual_seed(order_seed + 1)
+
+    @property
+    def out_biases(self) -> list[torch.Tensor]:
+        return [o.bias for o in self.outs]
+
+    @property
+    def n_orders(self) -> int:
+        return self.orders.shape[0]
+
+    def pi(self) -> torch.Tensor:
+        """π (eq. 2.21; at inference eq. 2.35 reduces to the same softmax)."""
+        if self.hard_choice >= 0:
+            return F.one_hot(self.hard_choice, self.n_orders).float().to(self.order_logits)
+        return self.order_logits.softmax(0)
+
+    def soft_order(self) -> torch.Tensor:
+        """Ω = Σ_m π_m M_σm (eq. 2.20): [T timesteps, T tasks], bistochastic."""
+        return torch.einsum("m,mij->ij", self.pi(), order_matrices(self.orders).to(self.order_logits))
+
+    def _step(self, h: torch.Tensor, task: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run, for every row, the cell of its task: a loop over the T cells, never over orders."""
+        new_h = torch.empty_like(h)
+        logit = torch.empty(h.shape[0], device=h.device, dtype=h.dtype)
+        for j, (cell, out) in enumerate(zip(self.cells, self.outs)):
+            rows = (task == j).nonzero(as_tuple=True)[0]
+            if len(rows):
+                hj = cell(x[rows], h[rows])
+                new_h[rows] = hj
+                logit[rows] = out(hj).squeeze(-1)
+        return new_h, logit
+
+    def _unroll(self, h0: torch.Tensor, order: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Logits [R, T] (timestep t holds task order[:, t]); labels [R, T] teacher-force, else sample."""
+        R = h0.shape[0]
+        h, prev_y = h0, torch.zeros(R, device=h0.device)
+        prev_task = torch.full((R,), -1, dtype=torch.long, device=h0.device)
+        steps = []
+        for t in range(self.n_tasks):
+            task = order[:, t]
+            h, o = self._step(h, task, self._inputs(prev_y, prev_task))
+            steps.append(o)
+            if labels is not None:
+                prev_y = labels.gather(1, task[:, None]).squeeze(1)
+            else:
+                prev_y = torch.bernoulli(torch.sigmoid(o.detach()))
+            prev_task = task
+        return torch.stack(steps, 1)
+
+    def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
+        h0 = self.init(h0)
+        B, M, T = h0.shape[0], self.n_orders, self.n_tasks
+        if self.training and labels is not None:
+            mask = torch.ones_like(labels, dtype=torch.bool) if mask is None else mask
+            active = self._active_orders(B, h0.device)  # [B, M] bool, exactly `keep` per example (eq. 2.34)
+            rows_b, rows_m = active.nonzero(as_tuple=True)
+            order = self.orders[rows_m]
+            # unknown labels are fed back as the model's own prediction (detached, filled below)
+            teacher = torch.where(mask, labels, torch.full_like(labels, 0.5))[rows_b]
+            step_logits = self._unroll(h0[rows_b], order, teacher)  # [R, T] in timestep order
+            task_logits = torch.zeros_like(step_logits).scatter(1, order, step_logits)  # back to task order
+            out_logits = torch.zeros(B, M, T, device=h0.device)
+            out_logits[rows_b, rows_m] = task_logits
+            logits_log_pi = torch.full((B, M), float("-inf"), device=h0.device)
+            logits_log_pi[rows_b, rows_m] = 0.0
+            log_pi = (self.order_logits if self.hard_choice < 0 else torch.log(self.pi() + 1e-30)) + logits_log_pi
+            log_pi = log_pi - torch.logsumexp(log_pi, 1, keepdim=True)  # π̃ of eq. 2.34 per example
+            if self.selection == "hard" and self.hard_choice < 0:  # exploration phase of [80]
+                y = torch.where(mask, labels, torch.zeros_like(labels)).unsqueeze(1)
+                nll = (F.binary_cross_entropy_with_logits(out_logits, y.expand_as(out_logits), reduction="none")
+                       * mask.unsqueeze(1)).sum(-1)
+                self.record_order_nll(nll, active)
+            pi_mean = torch.where(active, log_pi.exp(), torch.zeros_like(log_pi))
+            mixed = (pi_mean.detach().unsqueeze(-1) * torch.sigmoid(out_logits)).sum(1)
+            return {"order_logits": out_logits, "order_log_pi": log_pi, "order_active": active,
+                    "probs_train": mixed, "logits": torch.logit(mixed.clamp(1e-6, 1 - 1e-6))}
+        return {"probs": self.predict(h0)}
+
+    def _active_orders(self, B: int, device: Any) -> torch.Tensor:
+        M = self.n_orders
+        if self.hard_choice >= 0:
+            return F.one_hot(self.hard_choice, M).bool().expand(B, M).to(device)
+        if self.keep >= M:
+            return torch.ones(B, M, dtype=torch.bool, device=device)
+        noise = torch.rand(B, M, generator=self.gen).to(device)
+        idx = noise.topk(self.keep, dim=1).indices
+        return torch.zeros(B, M, dtype=torch.bool, device=device).scatter(1, idx, True)
+
+    @torch.no_grad()
+    def predict(self, h0: torch.Tensor) -> torch.Tensor:
+        """Alg. 2 / eq. 2.36: R orders from π, L Bernoulli trajectories each, probabilities averaged."""
+        B, R, L = h0.shape[0], self.infer_orders, self.infer_samples
+        choice = torch.multinomial(self.pi().detach().cpu().expand(B, -1), R, replacement=True,
+                                   generator=self.gen).to(h0.device)  # [B, R]
+        order = self.orders[choice.reshape(-1)].repeat_interleave(L, 0)  # [B*R*L, T]
+        steps = self._unroll(h0.repeat_interleave(R * L, 0), order, None)
+        probs = torch.zeros_like(steps).scatter(1, order, torch.sigmoid(steps))
+        return probs.view(B, R * L, -1).mean(1)
+
+    def record_order_nll(self, nll: torch.Tensor, active: torch.Tensor) -> None:
+        """Accumulate each order's training NLL (for hard selection after warm-up, [80])."""
+        with torch.no_grad():
+            self.order_nll_sum += torch.where(active, nll, torch.zeros_like(nll)).sum(0)
+            self.order_nll_count += active.sum(0)
+
+    def choose_hard_order(self) -> int:
+        """[80]'s hard selection: sample one order with probability ∝ its performance (1 / mean NLL)."""
+        mean_nll = self.order_nll_sum / self.order_nll_count.clamp_min(1)
+        perf = 1.0 / mean_nll.clamp_min(1e-6)
+        choice = int(torch.multinomial((perf / perf.sum()).cpu(), 1, generator=self.gen))
+        self.hard_choice.fill_(choice)
+        return choice

@@ -1,0 +1,102 @@
+"""Multi-task AU models of thesis chapter 2: a shared encoder f_w(x) and a VMNC, VMNS, MRNN or MONET head.
+
+Encoders are timm models (``model.backbone``; the thesis uses ImageNet InceptionV3 on BP4D and an
+Inception-ResNet-v1 / VGGFace2 encoder on DISFA), or an MLP for vector inputs (the toy dataset).
+Output biases start at the training prior (eq. 2.38). MONET's order logits get their own Adam
+optimiser that starts after ``warmup`` epochs (Fig. 2.4), while the rest uses AdamW with exponential
+decay (§2.5.3).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from aubench.backbones import create_backbone
+from aubench.errors import ConfigError
+from aubench_monet.heads import MONETHead, MRNNHead, VMNCHead, VMNSHead
+
+__all__ = ["MultiTaskNet", "mlp_encoder"]
+
+
+def mlp_encoder(in_dim: int, hidden: int = 64, layers: int = 4) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = in_dim
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), nn.ReLU()]
+        d = hidden
+    return nn.Sequential(*mods)
+
+
+class MultiTaskNet(nn.Module):
+    """Encoder + multi-task head. ``forward(batch)`` uses ``batch["image"]`` (or ``batch["x"]`` for vectors)."""
+
+    def __init__(self, au_set: tuple[int, ...], stats: Any = None, head: str = "monet", backbone: str = "resnet18",
+                 pretrained: bool | str = False, input_dim: int | None = None, encoder_layers: int = 4,
+                 hidden: int = 64, n_orders: int = 120, keep: int | None = None, warmup: int = 5,
+                 infer_orders: int = 20, infer_samples: int = 1, selection: str = "soft", order_seed: int = 0,
+                 orders: list[list[int]] | None = None, order_lr: float = 5e-3, bias_init: bool = True,
+                 vmns_layers: int = 2):
+        super().__init__()
+        n = len(au_set)
+        self.au_set, self.warmup, self.order_lr = tuple(au_set), int(warmup), float(order_lr)
+        self.encoder = mlp_encoder(input_dim, hidden, encoder_layers) if input_dim else create_backbone(backbone, pretrained)
+        feat = hidden if input_dim else self.encoder.num_features
+        if head == "vmnc":
+            self.head = VMNCHead(feat, n)
+        elif head == "vmns":
+            self.head = VMNSHead(feat, n, hidden, vmns_layers)
+        elif head == "mrnn":
+            self.head = MRNNHead(feat, n, hidden, samples=infer_orders * infer_samples, seed=order_seed)
+        elif head == "monet":
+            self.head = MONETHead(feat, n, hidden, n_orders=n_orders, keep=keep, infer_orders=infer_orders,
+                                  infer_samples=infer_samples, selection=selection, order_seed=order_seed, orders=orders)
+        else:
+            raise ConfigError(f"model.head={head!r}; use vmnc, vmns, mrnn or monet")
+        self.head_kind = head
+        if bias_init and stats is not None:  # eq. (2.38)
+            prior = torch.as_tensor(stats.bias_init(), dtype=torch.float32)
+            with torch.no_grad():
+                if hasattr(self.head, "out_biases"):
+                    for b, v in zip(self.head.out_biases, prior):
+                        b.fill_(float(v))
+                else:
+                    self.head.out.bias.copy_(prior)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        h0 = self.encoder(batch["x"] if "x" in batch else batch["image"])
+        return self.head(h0, batch.get("labels") if self.training else None, batch.get("mask"))
+
+    def configure_optimizers(self, optim: dict, sched: dict, steps_per_epoch: int, epochs: int) -> list[dict]:
+        from aubench.engine import build_scheduler
+
+        optim = dict(optim)
+        name = optim.pop("name", "adamw").lower()
+        cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}.get(name)
+        if cls is None:
+            raise ConfigError(f"optim.name={name!r}; MONET recipes use adam or adamw")
+        if "betas" in optim:
+            optim["betas"] = tuple(optim["betas"])
+        order = [self.head.order_logits] if isinstance(self.head, MONETHead) else []
+        rest = [p for p in self.parameters() if p.requires_grad and all(p is not q for q in order)]
+        main = cls(rest, **optim)
+        out = [{"optimizer": main, "scheduler": build_scheduler(main, sched), "start_epoch": 0}]
+        if order and self.head.selection == "soft":
+            out.append({"optimizer": torch.optim.Adam(order, lr=self.order_lr), "start_epoch": self.warmup})
+        return out
+
+    def on_epoch_start(self, epoch: int) -> None:
+        head = self.head
+        if isinstance(head, MONETHead) and head.selection == "hard" and epoch == self.warmup and head.hard_choice < 0:
+            head.choose_hard_order()
+
+    def record_extras(self) -> dict[str, Any]:
+        """The learned soft order (Ω, timestep × task) and the heaviest orders, saved with each result."""
+        if not isinstance(self.head, MONETHead):
+            return {}
+        pi = self.head.pi().detach().cpu()
+        top = pi.topk(min(5, len(pi)))
+        return {"soft_order": self.head.soft_order().detach().cpu().tolist(), "aus": list(self.au_set),
+                "top_orders": [{"order": [self.au_set[i] for i in self.head.orders[j].tolist()], "pi": float(v)}
+                               for v, j in zip(top.values, top.indices)]}

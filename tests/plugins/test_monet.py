@@ -1,0 +1,147 @@
+"""MONET (thesis chapter 2) pinned down on tiny inputs."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aubench.testing import _stats
+from aubench_monet.heads import MONETHead, order_matrices, sample_orders
+from aubench_monet.losses import MONETLoss
+from aubench_monet.model import MultiTaskNet
+from aubench_monet.toy import toy_labels, train_toy
+
+AUS3 = (1, 2, 3)
+
+
+def net(**kw):
+    torch.manual_seed(0)
+    cfg = dict(head="monet", input_dim=2, hidden=8, n_orders=6, warmup=0)
+    cfg.update(kw)
+    return MultiTaskNet(AUS3, _stats(AUS3), **cfg)
+
+
+def test_orders_are_distinct_permutations_and_soft_orders_bistochastic():
+    orders = sample_orders(5, 20, seed=3)
+    assert len({tuple(o) for o in orders.tolist()}) == 20
+    assert all(sorted(o) == list(range(5)) for o in orders.tolist())
+    assert len(sample_orders(3, 100)) == math.factorial(3)
+    head = MONETHead(8, 5, hidden=8, n_orders=20)
+    with torch.no_grad():
+        head.order_logits.copy_(torch.randn(20))
+    omega = head.soft_order()
+    assert torch.allclose(omega.sum(0), torch.ones(5)) and torch.allclose(omega.sum(1), torch.ones(5))
+    assert (order_matrices(orders).sum(1) == 1).all()
+
+
+def test_vectorised_loss_equals_a_direct_computation_of_eq_2_27():
+    model = net()
+    model.train()
+    x, y = torch.randn(4, 2), torch.tensor([[1.0, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0]])
+    mask = torch.ones_like(y, dtype=torch.bool)
+    with torch.no_grad():
+        model.head.order_logits.copy_(torch.tensor([0.5, -1.0, 0.2, 0.0, 1.0, -0.3]))
+    batch = {"x": x, "labels": y, "mask": mask}
+    out = model(batch)
+    loss, _ = MONETLoss()(out, batch, _stats(AUS3))
+    head, h0 = model.head, model.head.init(model.encoder(x))
+    pi = torch.softmax(head.order_logits, 0)
+    direct = 0.0
+    for i in range(4):
+        mix = 0.0
+        for m, order in enumerate(head.orders.tolist()):
+            h, prev_y, prev_t, logp = h0[i:i + 1], 0.0, -1, 0.0
+            for task in order:
+                inp = torch.zeros(1, 4)
+                inp[0, 0] = prev_y
+                if prev_t >= 0:
+                    inp[0, 1 + prev_t] = 1.0
+                h = head.cells[task](inp, h)
+                p = torch.sigmoid(head.outs[task](h))[0, 0]
+                logp = logp + (torch.log(p) if y[i, task] == 1 else torch.log(1 - p))
+                prev_y, prev_t = float(y[i, task]), task
+            mix = mix + pi[m] * torch.exp(logp)
+        direct = direct - torch.log(mix) / 4
+    assert loss.item() == pytest.approx(direct.item(), rel=1e-4)
+
+
+def test_order_dropout_keeps_exactly_k_orders_and_inference_uses_the_softmax():
+    model = net(n_orders=6, keep=4)
+    model.train()
+    batch = {"x": torch.randn(16, 2), "labels": (torch.rand(16, 3) > 0.5).float(),
+             "mask": torch.ones(16, 3, dtype=torch.bool)}
+    out = model(batch)
+    assert (out["order_active"].sum(1) == 4).all()
+    pi_tilde = out["order_log_pi"].exp()
+    assert torch.allclose(pi_tilde.sum(1), torch.ones(16)) and (pi_tilde[~out["order_active"]] == 0).all()
+    u = model.head.order_logits.detach()
+    p_km = 4 / 6  # eq. 2.35: every exp(u_m) scaled by its presence probability, which cancels
+    scaled = p_km * u.exp() / (p_km * u.exp()).sum()
+    assert torch.allclose(model.head.pi(), scaled)
+
+
+def test_order_logits_do_not_move_during_warm_up():
+    from aubench_monet import toy
+
+    seen = {}
+    original = MultiTaskNet.on_epoch_start
+
+    def spy(self, epoch):
+        seen[epoch] = self.head.order_logits.detach().clone()
+        original(self, epoch)
+
+    MultiTaskNet.on_epoch_start = spy
+    try:
+        toy.train_toy("monet", n_tasks=3, epochs=5, n_orders=6, warmup=3)
+    finally:
+        MultiTaskNet.on_epoch_start = original
+    assert all((seen[e] == 0).all() for e in (0, 1, 2, 3))  # frozen through epochs 0-2
+    assert (seen[4] != 0).any()  # moving once the warm-up is over
+
+
+def test_masked_labels_do_not_change_the_loss():
+    model = net()
+    model.train()
+    torch.manual_seed(1)
+    x, y = torch.randn(8, 2), (torch.rand(8, 3) > 0.5).float()
+    mask = torch.rand(8, 3) > 0.3
+    flipped = torch.where(mask, y, 1 - y)
+    a = MONETLoss()(model({"x": x, "labels": y, "mask": mask}), {"labels": y, "mask": mask}, _stats(AUS3))[0]
+    b = MONETLoss()(model({"x": x, "labels": flipped, "mask": mask}), {"labels": flipped, "mask": mask}, _stats(AUS3))[0]
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+
+
+def test_toy_labels_follow_the_prose():
+    x = np.array([-0.9, -0.6, -0.1, 0.1, 0.4, 0.9])
+    y = toy_labels(x, 3)
+    assert y[:, 0].tolist() == [1, 1, 1, 0, 0, 0]  # task 1: left of 0
+    assert y[:, 1].tolist() == [1, 1, 0, 1, 1, 0]  # task 2: left half of [-1, 0) and of [0, 1)
+    assert y[:, 2].tolist() == [1, 0, 0, 1, 0, 0]  # task 3: left half of each quarter
+    assert all((toy_labels(np.linspace(-1, 1, 1000), 4)[:, t].mean() - 0.5) < 0.01 for t in range(4))
+
+
+def test_monet_recovers_the_identity_order_on_the_toy_with_three_tasks():
+    res = train_toy("monet", n_tasks=3, seed=0, epochs=60, lr=3e-3, n_orders=6, keep=5, warmup=10)
+    assert res["best_order"] == [1, 2, 3], res
+    assert res["accuracy"][0] > 90
+
+
+def test_soft_order_is_saved_with_the_record():
+    extras = net().record_extras()
+    omega = np.array(extras["soft_order"])
+    assert omega.shape == (3, 3) and np.allclose(omega.sum(0), 1) and len(extras["top_orders"]) == 5
+
+
+def test_monet_cell_records_its_soft_order_and_draws_it(registry, runs):
+    from aubench.cli import main
+    from aubench.engine import plan_cells, run_cell
+
+    from conftest import FAST
+
+    cell = plan_cells(registry, "monet", "tiny-3fold", folds=["1"], overrides=FAST, runs_dir=runs)[0]
+    rec = run_cell(cell, registry, progress=False)
+    omega = np.array(rec["model_extras"]["soft_order"])
+    assert omega.shape == (12, 12) and np.allclose(omega.sum(1), 1, atol=1e-5)
+    assert main(["plot", "order", str(cell.run_dir)]) == 0
+    assert (cell.run_dir / "soft_order.png").read_bytes()[:4] == b"\x89PNG"
