@@ -63,11 +63,12 @@ def test_leaderboard_command_needs_an_existing_runs_folder(registry, tmp_path, c
 
 
 def test_failed_cell_gives_exit_code_one_and_keeps_going(registry, runs, capsys):
-    code = main(["run", "vmnc-bce", "--protocol", "tiny-3fold", "--fold", "1", "--runs-dir", str(runs),
-                 "--no-progress", *FAST, "optim.lr=1e30", "engine.device=cuda:7"])
+    code = main(["run", "vmnc-bce", "--protocol", "tiny-3fold", "--fold", "1", "--fold", "2", "--runs-dir", str(runs),
+                 "--no-progress", *FAST, "engine.device=cuda:7"])
     captured = capsys.readouterr()
-    assert code == 2 or code == 1
-    assert "CUDA is not available" in captured.out + captured.err
+    assert code == 1 and captured.out.count("FAIL  vmnc-bce") == 2  # both cells tried, each failed
+    assert "CUDA is not available" in captured.out and "cell(s) failed" in captured.err
+    assert len(list(runs.rglob("failed.json"))) == 2 and not list(runs.rglob("record.json"))
 
 
 def test_sweep_runs_one_job_per_cell(registry, runs, capsys):
