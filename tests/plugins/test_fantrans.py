@@ -153,3 +153,11 @@ def test_complexity_counts_frozen_learnable_and_inference_parameters():
     assert c["frozen_params_used"] == 12_106_504  # stem + two stacks of FAN-4 = FAN(2)
     assert 13.5 < c["backbone_gmacs"] < 14.5  # supplementary: 13.97 G
     assert c["inference_head_params"] < c["learnable_params"]
+
+
+def test_size_report_prints_every_figure_beside_the_supplementary(capsys):
+    from aubench_fantrans.report import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "frozen_params_used" in out and "12.107 M" in out and "~4.5 M" in out and "GMAC" in out
