@@ -52,5 +52,7 @@ def test_config_hash_ignores_cell_selection_but_not_recipe(registry):
 
 def test_recipe_is_read_only(registry):
     cfg = compose("vmnc-bce", registry=registry, synthetic=True)
-    with pytest.raises(Exception):
+    from omegaconf.errors import ReadonlyConfigError
+
+    with pytest.raises(ReadonlyConfigError):
         cfg.optim.lr = 1.0

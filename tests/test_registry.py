@@ -135,5 +135,7 @@ def test_listing_and_help_do_not_import_torch():
 
 def test_dataset_spec_is_cheap_and_frozen():
     spec = DatasetSpec(name="x", au_set=(1,), label_kind="occurrence", prepare="a:b")
-    with pytest.raises(Exception):
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
         spec.name = "y"

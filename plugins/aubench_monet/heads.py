@@ -92,6 +92,27 @@ class _Recurrent(nn.Module):
         onehot = F.one_hot(prev_task.clamp_min(0), self.n_tasks).to(prev_y) * (prev_task >= 0).unsqueeze(-1).to(prev_y)
         return torch.cat([prev_y.unsqueeze(-1), onehot], -1)
 
+    def _step(self, h: torch.Tensor, task: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _unroll(self, h0: torch.Tensor, order: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Logits [R, T] in *task* order for rows with orders [R, T]: teacher forcing with ``labels``
+        (eq. 2.25), otherwise each step feeds back a Bernoulli sample of its prediction (Alg. 1-2)."""
+        R = h0.shape[0]
+        h, prev_y = h0, torch.zeros(R, device=h0.device)
+        prev_task = torch.full((R,), -1, dtype=torch.long, device=h0.device)
+        logits = torch.zeros(R, self.n_tasks, device=h0.device, dtype=h0.dtype)
+        for t in range(self.n_tasks):
+            task = order[:, t]
+            h, o = self._step(h, task, self._inputs(prev_y, prev_task))
+            logits = logits.scatter(1, task[:, None], o[:, None])
+            if labels is not None:
+                prev_y = labels.gather(1, task[:, None]).squeeze(1)
+            else:
+                prev_y = torch.bernoulli(torch.sigmoid(o.detach()))
+            prev_task = task
+        return logits
+
 
 class MRNNHead(_Recurrent):
     """A single GRU cell shared by every task; one output layer per task (Alg. 1 at inference)."""
@@ -103,25 +124,10 @@ class MRNNHead(_Recurrent):
         self.samples = samples
         self.gen = torch.Generator().manual_seed(seed)
 
-    def _run(self, h0: torch.Tensor, order: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """Logits [R, T] for rows with per-row orders [R, T]; teacher forcing when labels are given."""
-        R = h0.shape[0]
-        h = h0
-        prev_y = torch.zeros(R, device=h0.device)
-        prev_task = torch.full((R,), -1, dtype=torch.long, device=h0.device)
-        logits = torch.zeros(R, self.n_tasks, device=h0.device)
-        for t in range(self.n_tasks):
-            task = order[:, t]
-            x = torch.cat([self._inputs(prev_y, prev_task), F.one_hot(task, self.n_tasks).to(h0)], -1)
-            h = self.cell(x, h)
-            o = self.out(h).gather(1, task[:, None]).squeeze(1)
-            logits = logits.scatter(1, task[:, None], o[:, None])
-            if labels is not None:
-                prev_y = labels.gather(1, task[:, None]).squeeze(1)
-            else:
-                prev_y = torch.bernoulli(torch.sigmoid(o))
-            prev_task = task
-        return logits
+    def _step(self, h: torch.Tensor, task: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shared cell, told which task it predicts; the output layer of that task."""
+        h = self.cell(torch.cat([x, F.one_hot(task, self.n_tasks).to(x)], -1), h)
+        return h, self.out(h).gather(1, task[:, None]).squeeze(1)
 
     def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         h0 = self.init(h0)
@@ -129,10 +135,10 @@ class MRNNHead(_Recurrent):
         if self.training and labels is not None:
             order = torch.randperm(self.n_tasks, generator=self.gen).to(h0.device).expand(B, -1)
             teacher = labels if mask is None else torch.where(mask, labels, 0.5)
-            return {"logits": self._run(h0, order, teacher)}
+            return {"logits": self._unroll(h0, order, teacher)}
         L = self.samples
         orders = torch.stack([torch.randperm(self.n_tasks, generator=self.gen) for _ in range(B * L)]).to(h0.device)
-        logits = self._run(h0.repeat_interleave(L, 0), orders, None)
+        logits = self._unroll(h0.repeat_interleave(L, 0), orders, None)
         return {"probs": torch.sigmoid(logits).view(B, L, -1).mean(1)}
 
 
@@ -189,23 +195,6 @@ class MONETHead(_Recurrent):
                 logit[rows] = out(hj).squeeze(-1)
         return new_h, logit
 
-    def _unroll(self, h0: torch.Tensor, order: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """Logits [R, T] (timestep t holds task order[:, t]); labels [R, T] teacher-force, else sample."""
-        R = h0.shape[0]
-        h, prev_y = h0, torch.zeros(R, device=h0.device)
-        prev_task = torch.full((R,), -1, dtype=torch.long, device=h0.device)
-        steps = []
-        for t in range(self.n_tasks):
-            task = order[:, t]
-            h, o = self._step(h, task, self._inputs(prev_y, prev_task))
-            steps.append(o)
-            if labels is not None:
-                prev_y = labels.gather(1, task[:, None]).squeeze(1)
-            else:
-                prev_y = torch.bernoulli(torch.sigmoid(o.detach()))
-            prev_task = task
-        return torch.stack(steps, 1)
-
     def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         h0 = self.init(h0)
         B, M, T = h0.shape[0], self.n_orders, self.n_tasks
@@ -216,8 +205,7 @@ class MONETHead(_Recurrent):
             order = self.orders[rows_m]
             # unknown labels are fed back as the model's own prediction (detached, filled below)
             teacher = torch.where(mask, labels, torch.full_like(labels, 0.5))[rows_b]
-            step_logits = self._unroll(h0[rows_b], order, teacher)  # [R, T] in timestep order
-            task_logits = torch.zeros_like(step_logits).scatter(1, order, step_logits)  # back to task order
+            task_logits = self._unroll(h0[rows_b], order, teacher)  # [R, T] in task order
             out_logits = torch.zeros(B, M, T, device=h0.device)
             out_logits[rows_b, rows_m] = task_logits
             logits_log_pi = torch.full((B, M), float("-inf"), device=h0.device)
@@ -252,8 +240,7 @@ class MONETHead(_Recurrent):
         choice = torch.multinomial(self.pi().detach().cpu().expand(B, -1), R, replacement=True,
                                    generator=self.gen).to(h0.device)  # [B, R]
         order = self.orders[choice.reshape(-1)].repeat_interleave(L, 0)  # [B*R*L, T]
-        steps = self._unroll(h0.repeat_interleave(R * L, 0), order, None)
-        probs = torch.zeros_like(steps).scatter(1, order, torch.sigmoid(steps))
+        probs = torch.sigmoid(self._unroll(h0.repeat_interleave(R * L, 0), order, None))
         return probs.view(B, R * L, -1).mean(1)
 
     def record_order_nll(self, nll: torch.Tensor, active: torch.Tensor) -> None:

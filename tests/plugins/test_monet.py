@@ -1,5 +1,4 @@
 """MONET (thesis chapter 2) pinned down on tiny inputs."""
-import itertools
 import math
 
 import numpy as np
