@@ -82,15 +82,26 @@ class VMNSHead(nn.Module):
 class _Recurrent(nn.Module):
     """Shared machinery: a recurrent step over a batch of (example, order) rows."""
 
-    def __init__(self, in_dim: int, n_tasks: int, hidden: int):
+    def __init__(self, in_dim: int, n_tasks: int, hidden: int, task_input: bool = True):
         super().__init__()
-        self.n_tasks, self.hidden = n_tasks, hidden
+        self.n_tasks, self.hidden, self.task_input = n_tasks, hidden, bool(task_input)
         self.init = nn.Linear(in_dim, hidden) if in_dim != hidden else nn.Identity()
-        self.in_dim = 1 + n_tasks  # previous label + which task it belongs to
+        self.in_dim = 1 + (n_tasks if task_input else 0)  # previous label [+ which task it belongs to]
+        self.teacher_dropout = 0.0
 
     def _inputs(self, prev_y: torch.Tensor, prev_task: torch.Tensor) -> torch.Tensor:
+        if not self.task_input:
+            return prev_y.unsqueeze(-1)
         onehot = F.one_hot(prev_task.clamp_min(0), self.n_tasks).to(prev_y) * (prev_task >= 0).unsqueeze(-1).to(prev_y)
         return torch.cat([prev_y.unsqueeze(-1), onehot], -1)
+
+    def _teacher(self, labels: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Labels fed back in training: unknown (masked) ones, and a ``teacher_dropout`` fraction of the
+        known ones (an aubench option, 0 in the thesis recipes), are fed as 0.5, "no information"."""
+        hide = torch.zeros_like(labels, dtype=torch.bool) if mask is None else ~mask
+        if self.teacher_dropout > 0:
+            hide = hide | (torch.rand(labels.shape, generator=self.gen) < self.teacher_dropout).to(labels.device)
+        return torch.where(hide, torch.full_like(labels, 0.5), labels)
 
     def _step(self, h: torch.Tensor, task: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -115,14 +126,30 @@ class _Recurrent(nn.Module):
 
 
 class MRNNHead(_Recurrent):
-    """A single GRU cell shared by every task; one output layer per task (Alg. 1 at inference)."""
+    """A single GRU cell shared by every task; one output layer per task (Alg. 1 at inference).
 
-    def __init__(self, in_dim: int, n_tasks: int, hidden: int = 64, samples: int = 20, seed: int = 0):
-        super().__init__(in_dim, n_tasks, hidden)
+    ``order="fixed"`` (default) draws one random order at construction (seeded) and keeps it "once and
+    for all" (thesis §2.6 on MRNN; eq. 2.9 "an arbitrary order"); ``order="random"`` draws a new order
+    per batch in training and per trajectory at inference, the other reading of §2.5.2.
+    """
+
+    def __init__(self, in_dim: int, n_tasks: int, hidden: int = 64, samples: int = 20, seed: int = 0,
+                 task_input: bool = True, order: str = "fixed"):
+        super().__init__(in_dim, n_tasks, hidden, task_input)
+        if order not in ("fixed", "random"):
+            raise ValueError(f"MRNN order={order!r}; use 'fixed' (one order drawn once) or 'random' (per batch)")
         self.cell = nn.GRUCell(self.in_dim + n_tasks, hidden)
         self.out = nn.Linear(hidden, n_tasks)
-        self.samples = samples
+        self.samples, self.order_mode = samples, order
         self.gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("fixed_order", torch.randperm(n_tasks, generator=self.gen))
+
+    def _orders(self, rows: int, device: Any) -> torch.Tensor:
+        if self.order_mode == "fixed":
+            return self.fixed_order.to(device).expand(rows, -1)
+        if self.training:
+            return torch.randperm(self.n_tasks, generator=self.gen).to(device).expand(rows, -1)
+        return torch.stack([torch.randperm(self.n_tasks, generator=self.gen) for _ in range(rows)]).to(device)
 
     def _step(self, h: torch.Tensor, task: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The shared cell, told which task it predicts; the output layer of that task."""
@@ -133,12 +160,9 @@ class MRNNHead(_Recurrent):
         h0 = self.init(h0)
         B = h0.shape[0]
         if self.training and labels is not None:
-            order = torch.randperm(self.n_tasks, generator=self.gen).to(h0.device).expand(B, -1)
-            teacher = labels if mask is None else torch.where(mask, labels, 0.5)
-            return {"logits": self._unroll(h0, order, teacher)}
+            return {"logits": self._unroll(h0, self._orders(B, h0.device), self._teacher(labels, mask))}
         L = self.samples
-        orders = torch.stack([torch.randperm(self.n_tasks, generator=self.gen) for _ in range(B * L)]).to(h0.device)
-        logits = self._unroll(h0.repeat_interleave(L, 0), orders, None)
+        logits = self._unroll(h0.repeat_interleave(L, 0), self._orders(B * L, h0.device), None)
         return {"probs": torch.sigmoid(logits).view(B, L, -1).mean(1)}
 
 
@@ -147,8 +171,8 @@ class MONETHead(_Recurrent):
 
     def __init__(self, in_dim: int, n_tasks: int, hidden: int = 64, n_orders: int = 120, keep: int | None = None,
                  infer_orders: int = 20, infer_samples: int = 1, selection: str = "soft", order_seed: int = 0,
-                 orders: list[list[int]] | None = None):
-        super().__init__(in_dim, n_tasks, hidden)
+                 orders: list[list[int]] | None = None, task_input: bool = True):
+        super().__init__(in_dim, n_tasks, hidden, task_input)
         self.cells = nn.ModuleList(nn.GRUCell(self.in_dim, hidden) for _ in range(n_tasks))
         self.outs = nn.ModuleList(nn.Linear(hidden, 1) for _ in range(n_tasks))
         fixed = torch.tensor(orders, dtype=torch.long) if orders is not None else sample_orders(n_tasks, n_orders, order_seed)
@@ -164,6 +188,8 @@ class MONETHead(_Recurrent):
         self.register_buffer("order_nll_sum", torch.zeros(M))
         self.register_buffer("order_nll_count", torch.zeros(M))
         self.gen = torch.Generator().manual_seed(order_seed + 1)
+        self._stacked_params: tuple[torch.Tensor, ...] | None = None
+        self._build_prefix_tree()
 
     @property
     def out_biases(self) -> list[torch.Tensor]:
@@ -183,17 +209,85 @@ class MONETHead(_Recurrent):
         """Ω = Σ_m π_m M_σm (eq. 2.20): [T timesteps, T tasks], bistochastic."""
         return torch.einsum("m,mij->ij", self.pi(), order_matrices(self.orders).to(self.order_logits))
 
+    def _stacked(self) -> tuple[torch.Tensor, ...]:
+        """The T cells' and read-outs' parameters stacked along a leading task axis."""
+        c, o = self.cells, self.outs
+        return (torch.stack([m.weight_ih for m in c]).transpose(1, 2), torch.stack([m.weight_hh for m in c]).transpose(1, 2),
+                torch.stack([m.bias_ih for m in c]), torch.stack([m.bias_hh for m in c]),
+                torch.cat([m.weight for m in o]), torch.cat([m.bias for m in o]))
+
     def _step(self, h: torch.Tensor, task: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run, for every row, the cell of its task: a loop over the T cells, never over orders."""
-        new_h = torch.empty_like(h)
-        logit = torch.empty(h.shape[0], device=h.device, dtype=h.dtype)
-        for j, (cell, out) in enumerate(zip(self.cells, self.outs)):
-            rows = (task == j).nonzero(as_tuple=True)[0]
-            if len(rows):
-                hj = cell(x[rows], h[rows])
-                new_h[rows] = hj
-                logit[rows] = out(hj).squeeze(-1)
-        return new_h, logit
+        """Run, for every row, the GRU cell of its task (``nn.GRUCell`` equations) and its read-out.
+
+        Rows are packed into a [T, S, ·] block, S the largest number of rows sharing a task, so the T
+        cells run as two batched matmuls: no Python loop over tasks or orders.
+        """
+        w_ih, w_hh, b_ih, b_hh, w_out, b_out = self._stacked_params or self._stacked()
+        T, R = self.n_tasks, h.shape[0]
+        counts = torch.bincount(task, minlength=T)
+        S = int(counts.max())
+        by_task = torch.argsort(task, stable=True)
+        rank = torch.empty_like(task)
+        rank[by_task] = torch.arange(R, device=h.device) - (counts.cumsum(0) - counts)[task[by_task]]
+        slot = task * S + rank
+        rows = torch.full((T * S,), R, dtype=torch.long, device=h.device).index_fill_(0, slot, 0)
+        rows[slot] = torch.arange(R, device=h.device)  # slot -> row; empty slots read a zero row
+
+        def packed(v: torch.Tensor) -> torch.Tensor:
+            return torch.cat([v, v.new_zeros(1, v.shape[1])]).index_select(0, rows).view(T, S, -1)
+
+        # index_select everywhere: its backward (index_add) is far cheaper than advanced indexing's
+        gi = torch.bmm(packed(x), w_ih.to(x.dtype)).view(T * S, -1).index_select(0, slot) + b_ih.index_select(0, task)
+        gh = torch.bmm(packed(h), w_hh.to(h.dtype)).view(T * S, -1).index_select(0, slot) + b_hh.index_select(0, task)
+        i_r, i_z, i_n = gi.chunk(3, 1)
+        h_r, h_z, h_n = gh.chunk(3, 1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        new_h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+        return new_h, (new_h * w_out.index_select(0, task)).sum(-1) + b_out.index_select(0, task)
+
+    def _unroll(self, h0: torch.Tensor, order: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        self._stacked_params = self._stacked()  # stacked once per unroll, not once per step
+        try:
+            return super()._unroll(h0, order, labels)
+        finally:
+            self._stacked_params = None
+
+    def _build_prefix_tree(self) -> None:
+        """Under teacher forcing an order's hidden state after t steps depends only on its first t
+        tasks, so orders sharing a prefix share that computation: depth t holds each distinct prefix
+        once (all T! orders of T = 5: 325 cell steps instead of 600)."""
+        orders = self.orders.tolist()
+        self._tree: list[tuple[torch.Tensor, ...]] = []
+        index: dict[tuple[int, ...], int] = {(): 0}
+        for t in range(self.n_tasks):
+            nodes = list(dict.fromkeys(tuple(o[:t + 1]) for o in orders))
+            parent = torch.tensor([index[p[:-1]] for p in nodes])
+            task = torch.tensor([p[-1] for p in nodes])
+            prev = torch.tensor([p[-2] if t else -1 for p in nodes])
+            index = {p: i for i, p in enumerate(nodes)}
+            of_order = torch.tensor([index[tuple(o[:t + 1])] for o in orders])
+            self._tree.append((parent, task, prev, of_order))
+        self._prefix_nodes = sum(len(level[0]) for level in self._tree)
+
+    def _unroll_prefixes(self, h0: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits [B, M, T] (task order) of every order, one cell step per prefix."""
+        B, M, dev = h0.shape[0], self.n_orders, h0.device
+        self._stacked_params = self._stacked()
+        try:
+            h = h0.unsqueeze(1)
+            out = torch.zeros(B, M, self.n_tasks, device=dev, dtype=h0.dtype)
+            for t, (parent, task, prev, of_order) in enumerate(self._tree):
+                parent, task, prev, of_order = parent.to(dev), task.to(dev), prev.to(dev), of_order.to(dev)
+                n = len(task)
+                h_parent = h.index_select(1, parent).reshape(B * n, -1)
+                prev_y = (teacher.index_select(1, prev.clamp_min(0)) * (prev >= 0)).reshape(-1)  # y^0 = 0
+                h, o = self._step(h_parent, task.repeat(B), self._inputs(prev_y, prev.repeat(B)))
+                h, o = h.view(B, n, -1), o.view(B, n)
+                cols = self.orders[:, t].to(dev).expand(B, M).unsqueeze(-1)
+                out = out.scatter(2, cols, o.index_select(1, of_order).unsqueeze(-1))
+            return out
+        finally:
+            self._stacked_params = None
 
     def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         h0 = self.init(h0)
@@ -202,12 +296,13 @@ class MONETHead(_Recurrent):
             mask = torch.ones_like(labels, dtype=torch.bool) if mask is None else mask
             active = self._active_orders(B, h0.device)  # [B, M] bool, exactly `keep` per example (eq. 2.34)
             rows_b, rows_m = active.nonzero(as_tuple=True)
-            order = self.orders[rows_m]
-            # unknown labels are fed back as the model's own prediction (detached, filled below)
-            teacher = torch.where(mask, labels, torch.full_like(labels, 0.5))[rows_b]
-            task_logits = self._unroll(h0[rows_b], order, teacher)  # [R, T] in task order
-            out_logits = torch.zeros(B, M, T, device=h0.device)
-            out_logits[rows_b, rows_m] = task_logits
+            teacher = self._teacher(labels, mask)
+            if self._prefix_nodes <= len(rows_b) // B * T:  # fewer cell steps than unrolling each active order
+                out_logits = self._unroll_prefixes(h0, teacher) * active.unsqueeze(-1)
+            else:
+                task_logits = self._unroll(h0[rows_b], self.orders[rows_m], teacher[rows_b])  # [R, T], task order
+                out_logits = torch.zeros(B, M, T, device=h0.device, dtype=task_logits.dtype)
+                out_logits[rows_b, rows_m] = task_logits
             logits_log_pi = torch.full((B, M), float("-inf"), device=h0.device)
             logits_log_pi[rows_b, rows_m] = 0.0
             log_pi = (self.order_logits if self.hard_choice < 0 else torch.log(self.pi() + 1e-30)) + logits_log_pi

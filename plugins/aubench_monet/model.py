@@ -37,7 +37,8 @@ class MultiTaskNet(nn.Module):
                  hidden: int = 64, n_orders: int = 120, keep: int | None = None, warmup: int = 5,
                  infer_orders: int = 20, infer_samples: int = 1, selection: str = "soft", order_seed: int = 0,
                  orders: list[list[int]] | None = None, order_lr: float = 5e-3, bias_init: bool = True,
-                 vmns_layers: int = 2):
+                 vmns_layers: int = 2, teacher_dropout: float = 0.0,
+                 task_input: bool = True, mrnn_order: str = "fixed"):
         super().__init__()
         n = len(au_set)
         self.au_set, self.warmup, self.order_lr = tuple(au_set), int(warmup), float(order_lr)
@@ -48,13 +49,16 @@ class MultiTaskNet(nn.Module):
         elif head == "vmns":
             self.head = VMNSHead(feat, n, hidden, vmns_layers)
         elif head == "mrnn":
-            self.head = MRNNHead(feat, n, hidden, samples=infer_orders * infer_samples, seed=order_seed)
+            self.head = MRNNHead(feat, n, hidden, samples=infer_orders * infer_samples, seed=order_seed,
+                                 task_input=task_input, order=mrnn_order)
         elif head == "monet":
             self.head = MONETHead(feat, n, hidden, n_orders=n_orders, keep=keep, infer_orders=infer_orders,
-                                  infer_samples=infer_samples, selection=selection, order_seed=order_seed, orders=orders)
+                                  infer_samples=infer_samples, selection=selection, order_seed=order_seed, orders=orders, task_input=task_input)
         else:
             raise ConfigError(f"model.head={head!r}; use vmnc, vmns, mrnn or monet")
         self.head_kind = head
+        if head in ("mrnn", "monet"):
+            self.head.teacher_dropout = float(teacher_dropout)
         if bias_init and stats is not None:  # eq. (2.38)
             prior = torch.as_tensor(stats.bias_init(), dtype=torch.float32)
             with torch.no_grad():
