@@ -126,11 +126,24 @@ def _render_reference(ref: Any, owner: str, with_protocol: bool = False) -> list
     return lines
 
 
+def render_reproductions(folder: Path) -> str:
+    """A "Reproductions" section from the Markdown tables in ``folder`` (e.g. written by
+    ``python -m aubench_monet.toy --out <runs>/reproductions/...``), headings demoted under it."""
+    tables = sorted(Path(folder).glob("*.md")) if Path(folder).is_dir() else []
+    if not tables:
+        return ""
+    out = ["", "## Reproductions of published tables", ""]
+    for path in tables:
+        text = path.read_text(encoding="utf-8").strip()
+        out += ["##" + line if line.startswith("# ") else line for line in text.splitlines()] + [""]
+    return "\n".join(out)
+
+
 def write_leaderboard(records_dir: Path, out: Path, registry: Any, title: str = "aubench leaderboard") -> Path:
     """Render every record under ``records_dir`` into ``out`` (atomically); return ``out``."""
     from aubench.results import atomic_write_text, load_records
 
     records = load_records(records_dir)
     text = render(records, registry.references, protocols=registry.specs["protocol"], title=title)
-    atomic_write_text(out, text)
+    atomic_write_text(out, text + render_reproductions(Path(records_dir) / "reproductions"))
     return out

@@ -2,20 +2,28 @@
 
 * :class:`VMNCHead` — vanilla multi-task network, common head: one linear layer to T outputs.
 * :class:`VMNSHead` — vanilla multi-task network, separate heads: 2-3 dense layers per task.
-* :class:`MRNNHead` — one shared GRU cell predicting the tasks in sequence (random order per batch),
+* :class:`MRNNHead` — one shared GRU cell predicting the tasks in sequence (one arbitrary order),
   teacher-forced on the ground truth in training, Monte-Carlo sampled at inference (Alg. 1).
 * :class:`MONETHead` — one GRU cell per task, M orders, soft order Ω = Σ π_m M_σm with π = softmax(u)
   (eq. 2.20-2.21), mixture likelihood (eq. 2.27), order dropout keeping k of M orders per example
   (eq. 2.34-2.35), warm-up of the order logits (their optimiser starts at epoch n, Fig. 2.4), and
   inference by sampling R orders from π and L Bernoulli trajectories each (Alg. 2, eq. 2.36).
 
-Choices where the thesis is silent (documented, and options where useful): the recurrent input at a
-step is the previous task's label together with a one-hot of *which* task it was (eq. 2.25 only
-writes y^{σ(t-1)}; without the task identity a cell cannot tell which label it receives under
-different orders); unknown (masked) labels are fed back as 0.5 (no information) and excluded from
-every order's likelihood; MRNN reads out through one linear layer per task from the
-shared cell. All heads return per-task logits in training (teacher forced) and probabilities in
-evaluation.
+Choices where the thesis is silent (documented, and options where useful):
+
+* the recurrent input at a step is the previous task's label together with a one-hot of *which* task
+  it was (eq. 2.25 only writes y^{σ(t-1)}; without the task identity a cell cannot tell which label
+  it receives under different orders). ``task_input=False`` gives eq. 2.25 literally;
+* unknown (masked) labels are fed back as 0.5 (no information) and excluded from every order's
+  likelihood; ``teacher_dropout`` (an aubench option, 0 in the thesis recipes) also feeds a random
+  fraction of the known labels as 0.5 in training, so that cells trained on weak, from-scratch
+  encoders do not lean on fed-back labels they will only see sampled at inference;
+* MRNN reads out through one linear layer per task from the shared cell and, by default, keeps one
+  seeded random order for training and inference (§2.6.1); ``order="random"`` resamples it.
+
+All heads return per-task logits in training (teacher forced) and probabilities in evaluation.
+MONET's cells run as batched matmuls over a [task, row] packing, and under teacher forcing orders
+that share a prefix share its computation (the prefix tree), whichever needs fewer cell steps.
 """
 from __future__ import annotations
 
@@ -129,7 +137,7 @@ class MRNNHead(_Recurrent):
     """A single GRU cell shared by every task; one output layer per task (Alg. 1 at inference).
 
     ``order="fixed"`` (default) draws one random order at construction (seeded) and keeps it "once and
-    for all" (thesis §2.6 on MRNN; eq. 2.9 "an arbitrary order"); ``order="random"`` draws a new order
+    for all" (thesis §2.6.1; eq. 2.9: "an arbitrary order"); ``order="random"`` draws a new order
     per batch in training and per trajectory at inference, the other reading of §2.5.2.
     """
 

@@ -24,7 +24,7 @@ import argparse
 import json
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,12 @@ TABLE_2_1 = {  # thesis Table 2.1: (mean accuracy %, runs that find the identity
     "hard selection": (74.2, 0), "MONET": (89.2, 8), "MONET + warm-up": (89.3, 9),
     "MONET + order dropout": (89.8, 10), "MONET + warm-up + order dropout": (90.1, 10),
 }
-VARIANTS_2_1 = {
-    "hard selection": {"selection": "hard", "keep": None, "warmup": 50},
-    "MONET": {"keep": None, "warmup": 0},
-    "MONET + warm-up": {"keep": None, "warmup": 50},
-    "MONET + order dropout": {"keep": 100, "warmup": 0},
-    "MONET + warm-up + order dropout": {"keep": 100, "warmup": 50},
+VARIANTS_2_1 = {  # (hard selection, warm-up, order dropout)
+    "hard selection": (True, True, False),
+    "MONET": (False, False, False),
+    "MONET + warm-up": (False, True, False),
+    "MONET + order dropout": (False, False, True),
+    "MONET + warm-up + order dropout": (False, True, True),
 }
 
 
@@ -74,7 +74,7 @@ def train_toy(head: str, n_tasks: int = 5, seed: int = 0, epochs: int = 500, bat
     from aubench_monet.model import MultiTaskNet
 
     torch.manual_seed(seed)
-    (xtr, ytr), _, (xte, yte) = toy_split(n_tasks, seed)
+    (xtr, ytr), (xva, yva), (xte, yte) = toy_split(n_tasks, seed)
     stats = TrainStats.from_labels(tuple(range(1, n_tasks + 1)), ytr, np.ones_like(ytr, bool))
     cfg = {"infer_orders": 20, "infer_samples": 1, "order_seed": seed, **head_cfg}
     model = MultiTaskNet(tuple(range(1, n_tasks + 1)), stats, head=head, input_dim=2, hidden=64, **cfg)
@@ -102,11 +102,16 @@ def train_toy(head: str, n_tasks: int = 5, seed: int = 0, epochs: int = 500, bat
             if o.get("scheduler") is not None:
                 o["scheduler"].step()
     model.eval()
-    with torch.no_grad():
-        out = model({"x": torch.from_numpy(xte)})
-        probs = out["probs"] if "probs" in out else torch.sigmoid(out["logits"])
-    acc = ((probs.numpy() >= 0.5) == (yte > 0.5)).mean(0) * 100
-    result = {"head": head, "seed": seed, "accuracy": acc.tolist(), "mean": float(acc.mean())}
+
+    def accuracy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = model({"x": torch.from_numpy(x)})
+            probs = out["probs"] if "probs" in out else torch.sigmoid(out["logits"])
+        return ((probs.numpy() >= 0.5) == (y > 0.5)).mean(0) * 100
+
+    acc = accuracy(xte, yte)
+    result = {"head": head, "seed": seed, "accuracy": acc.tolist(), "mean": float(acc.mean()),
+              "val_mean": float(accuracy(xva, yva).mean())}
     if head == "monet":
         extras = model.record_extras()
         best = extras["top_orders"][0]["order"]
@@ -123,34 +128,45 @@ def _job(args: tuple) -> dict:
     return res
 
 
-def _jobs_2_2(runs: int, epochs: int) -> list[tuple]:
+def _jobs_2_2(runs: int, epochs: int, warmup: int, keep: int) -> list[tuple]:
     specs = [("VMNC", "vmnc", {}), ("VMNS", "vmns", {}), ("MRNN", "mrnn", {}),
-             ("MONET", "monet", {"n_orders": 120, "keep": 100, "warmup": 50}),
+             ("MONET", "monet", {"n_orders": 120, "keep": keep, "warmup": _scaled(warmup, epochs)}),
              ("Oracle", "monet", {"orders": [[0, 1, 2, 3, 4]], "warmup": 0})]
     return [(n, h, c, s, epochs) for n, h, c in specs for s in range(runs)]
 
 
-def _jobs_2_1(runs: int, epochs: int) -> list[tuple]:
-    scale = epochs / 500  # keep warm-up at 10 % of training when a shorter run is asked for
+def _jobs_2_1(runs: int, epochs: int, warmup: int, keep: int) -> list[tuple]:
     jobs = []
-    for name, cfg in VARIANTS_2_1.items():
-        cfg = {"n_orders": 120, **cfg, "warmup": int(round(cfg["warmup"] * scale))}
+    for name, (hard, warm, drop) in VARIANTS_2_1.items():
+        cfg = {"n_orders": 120, "selection": "hard" if hard else "soft", "keep": keep if drop else None,
+               "warmup": _scaled(warmup, epochs) if warm else 0}
         jobs += [(name, "monet", cfg, s, epochs) for s in range(runs)]
     return jobs
 
 
-def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, out: Path | None = None) -> str:
+def _scaled(warmup: int, epochs: int) -> int:
+    """The warm-up keeps its share of training when a shorter run than 500 epochs is asked for."""
+    return int(round(warmup * epochs / 500))
+
+
+def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, out: Path | None = None,
+              warmup: int = 50, keep: int = 100, progress: bool = True) -> str:
     """Run a table's experiments (in parallel processes) and return a Markdown table beside the thesis."""
-    jobs = _jobs_2_2(runs, epochs) if table == "2.2" else _jobs_2_1(runs, epochs)
+    jobs = _jobs_2_2(runs, epochs, warmup, keep) if table == "2.2" else _jobs_2_1(runs, epochs, warmup, keep)
     t0 = time.time()
+    from tqdm.auto import tqdm
+
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_job, jobs))
+        futures = [pool.submit(_job, j) for j in jobs]
+        for _ in tqdm(as_completed(futures), total=len(jobs), desc=f"Table {table}", unit="run", disable=not progress):
+            pass
+        results = [f.result() for f in futures]
     wall = time.time() - t0
     by: dict[str, list[dict]] = {}
     for r in results:
         by.setdefault(r["name"], []).append(r)
-    lines = [f"Toy dataset (thesis §2.5.1), T = 5, {runs} runs x {epochs} epochs, wall time {wall:.0f} s "
-             f"with {workers} worker(s).", ""]
+    lines = [f"Toy dataset (thesis §2.5.1), T = 5, {runs} runs x {epochs} epochs, warm-up n = {warmup}, "
+             f"order dropout k = {keep} of M = 120; wall time {wall:.0f} s with {workers} worker(s).", ""]
     if table == "2.2":
         lines += ["| method | task 1 | task 2 | task 3 | task 4 | task 5 | mean | thesis mean |", "|---|---|---|---|---|---|---|---|"]
         for name, rs in by.items():
@@ -171,7 +187,7 @@ def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, o
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps({"table": table, "runs": runs, "epochs": epochs,
+        out.with_suffix(".json").write_text(json.dumps({"table": table, "runs": runs, "epochs": epochs, "warmup": warmup, "keep": keep,
                                                         "wall_seconds": wall, "results": results}, indent=1))
         out.with_suffix(".md").write_text(f"# MONET toy reproduction, thesis Table {table}\n\n{text}")
     return text
@@ -183,9 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=50, help="MONET warm-up n in epochs of 500 (default 50)")
+    p.add_argument("--keep", type=int, default=100, help="order dropout: orders kept per example, k (default 100)")
     p.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
+    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out))
+    print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out, args.warmup, args.keep,
+                    not args.no_progress))
     return 0
 
 

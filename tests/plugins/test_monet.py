@@ -144,3 +144,74 @@ def test_monet_cell_records_its_soft_order_and_draws_it(registry, runs):
     assert omega.shape == (12, 12) and np.allclose(omega.sum(1), 1, atol=1e-5)
     assert main(["plot", "order", str(cell.run_dir)]) == 0
     assert (cell.run_dir / "soft_order.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shared_prefix_unroll_equals_unrolling_each_order():
+    torch.manual_seed(1)
+    head = MONETHead(8, 4, hidden=8, n_orders=24)
+    h0, y = torch.randn(5, 8), (torch.rand(5, 4) < 0.5).float()
+    shared = head._unroll_prefixes(h0, y)
+    rows = head._unroll(h0.repeat_interleave(24, 0), head.orders.repeat(5, 1), y.repeat_interleave(24, 0))
+    assert head._prefix_nodes == 4 + 12 + 24 + 24
+    assert torch.allclose(shared, rows.view(5, 24, 4), atol=1e-6)
+
+
+def test_batched_cell_step_equals_each_tasks_gru_cell():
+    torch.manual_seed(2)
+    head = MONETHead(8, 5, hidden=8, n_orders=10)
+    h, task, x = torch.randn(30, 8), torch.randint(0, 5, (30,)), torch.randn(30, head.in_dim)
+    new_h, logit = head._step(h, task, x)
+    for i, t in enumerate(task.tolist()):
+        ref = head.cells[t](x[i:i + 1], h[i:i + 1])
+        assert torch.allclose(new_h[i], ref[0], atol=1e-6)
+        assert torch.allclose(logit[i], head.outs[t](ref)[0, 0], atol=1e-6)
+
+
+def test_teacher_dropout_hides_that_fraction_of_fed_back_labels():
+    head = MONETHead(8, 4, hidden=8, n_orders=4)
+    y = (torch.rand(2000, 4) < 0.5).float()
+    mask = torch.ones_like(y, dtype=torch.bool)
+    mask[0, 0] = False
+    assert torch.equal(head._teacher(y, torch.ones_like(mask)), y)
+    assert head._teacher(y, mask)[0, 0] == 0.5
+    head.teacher_dropout = 0.3
+    hidden = (head._teacher(y, mask) == 0.5).float().mean().item()
+    assert 0.27 < hidden < 0.33
+
+
+@pytest.mark.parametrize("mode", ["fixed", "random"])
+def test_mrnn_order_is_drawn_once_or_per_batch(mode):
+    model = net(head="mrnn", mrnn_order=mode)
+    model.train()
+    batch = {"x": torch.randn(6, 2), "labels": torch.ones(6, 3), "mask": torch.ones(6, 3, dtype=torch.bool)}
+    runs = [model(batch)["logits"] for _ in range(6)]
+    same = all(torch.equal(runs[0], r) for r in runs[1:])
+    assert same == (mode == "fixed")
+    with pytest.raises(ValueError, match="order='sideways'"):
+        net(head="mrnn", mrnn_order="sideways")
+
+
+def test_without_task_input_the_cells_read_the_previous_label_only():
+    model = net(task_input=False)
+    assert all(c.input_size == 1 for c in model.head.cells)
+    model.train()
+    batch = {"x": torch.randn(4, 2), "labels": torch.ones(4, 3), "mask": torch.ones(4, 3, dtype=torch.bool)}
+    loss, _ = MONETLoss()(model(batch), batch, _stats(AUS3))
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("table,rows", [("2.2", ["VMNC", "VMNS", "MRNN", "MONET", "Oracle"]),
+                                        ("2.1", ["hard selection", "MONET + warm-up + order dropout"])])
+def test_toy_reproduction_writes_our_numbers_beside_the_thesis(tmp_path, table, rows):
+    import json
+
+    from aubench_monet.toy import TABLE_2_1, TABLE_2_2, reproduce
+
+    text = reproduce(table, runs=1, epochs=2, workers=1, out=tmp_path / "t", progress=False)
+    assert (tmp_path / "t.md").read_text().endswith(text)
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["runs"] == 1 and all("val_mean" in r for r in data["results"])
+    for name in rows:
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name} |"))
+        ref = TABLE_2_2[name][-1] if table == "2.2" else TABLE_2_1[name][0]
+        assert line.rstrip(" |").endswith(f"{ref:.1f}") or f"| {ref:.1f} |" in line
