@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -144,15 +145,33 @@ def _jobs_2_1(runs: int, epochs: int, warmup: int, keep: int) -> list[tuple]:
     return jobs
 
 
+def _jobs_warmup(runs: int, epochs: int, grid: list[int], keep: int) -> list[tuple]:
+    """MONET + warm-up + order dropout for each warm-up n of ``grid``: n is chosen on validation (§2.5.1)."""
+    return [(f"n = {n}", "monet", {"n_orders": 120, "keep": keep, "warmup": _scaled(n, epochs)}, s, epochs)
+            for n in grid for s in range(runs)]
+
+
 def _scaled(warmup: int, epochs: int) -> int:
     """The warm-up keeps its share of training when a shorter run than 500 epochs is asked for."""
     return int(round(warmup * epochs / 500))
 
 
 def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, out: Path | None = None,
-              warmup: int = 50, keep: int = 100, progress: bool = True) -> str:
-    """Run a table's experiments (in parallel processes) and return a Markdown table beside the thesis."""
-    jobs = _jobs_2_2(runs, epochs, warmup, keep) if table == "2.2" else _jobs_2_1(runs, epochs, warmup, keep)
+              warmup: int = 50, keep: int = 100, progress: bool = True, grid: tuple[int, ...] = (0, 10, 25, 50),
+              overwrite: bool = False) -> str:
+    """Run a table's experiments (in parallel processes) and return a Markdown table beside the thesis.
+
+    ``table="warmup"`` instead compares warm-up lengths ``grid`` on the validation split."""
+    if out is not None and Path(out).with_suffix(".md").exists() and not overwrite:
+        raise FileExistsError(f"{Path(out).with_suffix('.md')} exists; pass --overwrite to replace it or another --out")
+    if table == "2.2":
+        jobs = _jobs_2_2(runs, epochs, warmup, keep)
+    elif table == "2.1":
+        jobs = _jobs_2_1(runs, epochs, warmup, keep)
+    elif table == "warmup":
+        jobs = _jobs_warmup(runs, epochs, list(grid), keep)
+    else:
+        raise ValueError(f"table={table!r}; use '2.1', '2.2' or 'warmup'")
     t0 = time.time()
     from tqdm.auto import tqdm
 
@@ -175,6 +194,15 @@ def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, o
             lines.append(f"| {name} | " + " | ".join(f"{a:.1f} ({t:.1f})" for a, t in zip(acc, TABLE_2_2[name]))
                          + f" | **{acc.mean():.1f}** ± {std:.1f} | {TABLE_2_2[name][-1]:.1f} |")
         lines += ["", "Per task: ours (thesis)."]
+    elif table == "warmup":
+        lines += ["| MONET + warm-up + order dropout | validation accuracy | test accuracy | finds identity |",
+                  "|---|---|---|---|"]
+        best = max(by, key=lambda n: np.mean([r["val_mean"] for r in by[n]]))
+        for name, rs in by.items():
+            val = f"{np.mean([r['val_mean'] for r in rs]):.1f}"
+            lines.append(f"| {name} | {f'**{val}**' if name == best else val} | {np.mean([r['mean'] for r in rs]):.1f} | "
+                         f"{sum(r['finds_identity'] for r in rs)}/{len(rs)} |")
+        lines += ["", f"Chosen on validation: {best}."]
     else:
         lines += ["| order selection | mean accuracy | thesis | finds identity | thesis |", "|---|---|---|---|---|"]
         for name, rs in by.items():
@@ -189,23 +217,32 @@ def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, o
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".json").write_text(json.dumps({"table": table, "runs": runs, "epochs": epochs, "warmup": warmup, "keep": keep,
                                                         "wall_seconds": wall, "results": results}, indent=1))
-        out.with_suffix(".md").write_text(f"# MONET toy reproduction, thesis Table {table}\n\n{text}")
+        title = "warm-up length on validation" if table == "warmup" else f"thesis Table {table}"
+        out.with_suffix(".md").write_text(f"# MONET toy reproduction, {title}\n\n{text}")
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m aubench_monet.toy", description=__doc__.split("\n\n")[0])
-    p.add_argument("--table", choices=["2.1", "2.2"], required=True)
+    p.add_argument("--table", choices=["2.1", "2.2", "warmup"], required=True,
+                   help="2.1, 2.2, or warmup (MONET + warm-up + dropout for each --grid n, on validation)")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--warmup", type=int, default=50, help="MONET warm-up n in epochs of 500 (default 50)")
     p.add_argument("--keep", type=int, default=100, help="order dropout: orders kept per example, k (default 100)")
     p.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
+    p.add_argument("--grid", default="0,10,25,50", help="warm-up lengths for --table warmup (default 0,10,25,50)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out table")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out, args.warmup, args.keep,
-                    not args.no_progress))
+    grid = tuple(int(n) for n in args.grid.split(","))
+    try:
+        print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out, args.warmup, args.keep,
+                        not args.no_progress, grid, args.overwrite))
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

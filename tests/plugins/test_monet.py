@@ -215,3 +215,13 @@ def test_toy_reproduction_writes_our_numbers_beside_the_thesis(tmp_path, table, 
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name} |"))
         ref = TABLE_2_2[name][-1] if table == "2.2" else TABLE_2_1[name][0]
         assert line.rstrip(" |").endswith(f"{ref:.1f}") or f"| {ref:.1f} |" in line
+
+
+def test_warmup_is_chosen_on_validation_and_finished_tables_are_not_overwritten(tmp_path, capsys):
+    from aubench_monet.toy import main, reproduce
+
+    text = reproduce("warmup", runs=1, epochs=2, workers=1, out=tmp_path / "w", progress=False, grid=(0, 50))
+    assert "| n = 0 |" in text and "| n = 50 |" in text and "Chosen on validation: n = " in text
+    before = (tmp_path / "w.md").read_text()
+    assert main(["--table", "2.2", "--runs", "1", "--epochs", "1", "--out", str(tmp_path / "w")]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "w.md").read_text() == before
