@@ -25,8 +25,7 @@ def aubench_register_losses():
 @hookimpl
 def aubench_register_methods():
     return [
-        MethodSpec(name="monet", description="MONET: task-wise GRU cells, learned soft order, warm-up, order dropout",
-                   default=False),
+        MethodSpec(name="monet", description="MONET: task-wise GRU cells, learned soft order, warm-up, order dropout"),
         MethodSpec(name="monet-vmns", description="VMNS: shared encoder, task-specific dense heads", default=False),
         MethodSpec(name="monet-mrnn", description="MRNN: one shared GRU cell, one arbitrary order, MC sampling", default=False),
     ]
