@@ -225,3 +225,15 @@ def test_warmup_is_chosen_on_validation_and_finished_tables_are_not_overwritten(
     before = (tmp_path / "w.md").read_text()
     assert main(["--table", "2.2", "--runs", "1", "--epochs", "1", "--out", str(tmp_path / "w")]) == 2
     assert "--overwrite" in capsys.readouterr().err and (tmp_path / "w.md").read_text() == before
+
+
+def test_paper_presets_carry_the_thesis_settings_for_bp4d_and_disfa(registry):
+    from aubench.config import compose
+
+    bp4d = compose("monet", registry=registry, synthetic=False)
+    assert (bp4d.model.n_orders, bp4d.model.keep, bp4d.model.warmup, bp4d.model.order_lr) == (512, 128, 5, 5e-3)
+    assert (bp4d.optim.lr, bp4d.optim.weight_decay, bp4d.sched.gamma, bp4d.batch_size) == (1e-4, 1e-4, 0.99, 16)
+    assert bp4d.loss.dice_weight == 0.5 and bp4d.model.teacher_dropout == 0
+    disfa = compose("monet", ["preset=paper-disfa"], registry=registry, synthetic=False)
+    assert (disfa.optim.lr, disfa.sched.gamma, disfa.batch_size, disfa.epochs) == (5e-4, 0.96, 64, 30)
+    assert disfa.model.n_orders == 512 and disfa.optim.weight_decay == 1e-4
