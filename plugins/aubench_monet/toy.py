@@ -151,6 +151,10 @@ def _jobs_warmup(runs: int, epochs: int, grid: list[int], keep: int) -> list[tup
             for n in grid for s in range(runs)]
 
 
+def _key(job: tuple) -> str:
+    return json.dumps(job, sort_keys=True)
+
+
 def _scaled(warmup: int, epochs: int) -> int:
     """The warm-up keeps its share of training when a shorter run than 500 epochs is asked for."""
     return int(round(warmup * epochs / 500))
@@ -172,20 +176,57 @@ def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, o
         jobs = _jobs_warmup(runs, epochs, list(grid), keep)
     else:
         raise ValueError(f"table={table!r}; use '2.1', '2.2' or 'warmup'")
+    jobs.sort(key=lambda j: j[3])  # seed-major: a stopped run has every row at fewer seeds
     t0 = time.time()
     from tqdm.auto import tqdm
 
+    log = Path(out).with_suffix(".runs.jsonl") if out is not None else None
+    done: dict[str, dict] = {}
+    if log is not None and log.exists():  # resume: runs finished by an interrupted invocation
+        for line in log.read_text().splitlines():
+            rec = json.loads(line)
+            done[rec["key"]] = rec["result"]
+    todo = [j for j in jobs if _key(j) not in done]
+    if done:
+        print(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} runs already in {log}", file=sys.stderr)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_job, j) for j in jobs]
-        for _ in tqdm(as_completed(futures), total=len(jobs), desc=f"Table {table}", unit="run", disable=not progress):
-            pass
-        results = [f.result() for f in futures]
-    wall = time.time() - t0
+        futures = {pool.submit(_job, j): j for j in todo}
+        for fut in tqdm(as_completed(futures), total=len(todo), desc=f"Table {table}", unit="run", disable=not progress):
+            done[_key(futures[fut])] = fut.result()
+            if log is not None:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with log.open("a") as f:
+                    f.write(json.dumps({"key": _key(futures[fut]), "result": done[_key(futures[fut])]}) + "\n")
+    results = [done[_key(j)] for j in jobs]
+    meta = {"table": table, "runs": runs, "epochs": epochs, "warmup": warmup, "keep": keep, "grid": list(grid),
+            "workers": workers, "wall_seconds": time.time() - t0, "resumed": len(jobs) - len(todo)}
+    text = render_table(meta, results)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps({**meta, "results": results}, indent=1))
+        out.with_suffix(".md").write_text(_titled(table, text))
+        log.unlink(missing_ok=True)  # every run is in the .json now
+    return text
+
+
+def _titled(table: str, text: str) -> str:
+    title = "warm-up length on validation" if table == "warmup" else f"thesis Table {table}"
+    return f"# MONET toy reproduction, {title}\n\n{text}"
+
+
+def render_table(meta: dict[str, Any], results: list[dict]) -> str:
+    """The Markdown table of a reproduction (``meta`` and ``results`` as stored in its ``.json``)."""
+    table, grid = meta["table"], meta.get("grid", [])
     by: dict[str, list[dict]] = {}
     for r in results:
         by.setdefault(r["name"], []).append(r)
-    lines = [f"Toy dataset (thesis §2.5.1), T = 5, {runs} runs x {epochs} epochs, warm-up n = {warmup}, "
-             f"order dropout k = {keep} of M = 120; wall time {wall:.0f} s with {workers} worker(s).", ""]
+    setting = f"warm-up n in {grid}" if table == "warmup" else f"warm-up n = {meta['warmup']}"
+    resumed = meta.get("resumed", 0)
+    lines = [f"Toy dataset (thesis §2.5.1), T = 5, {meta['runs']} runs x {meta['epochs']} epochs, {setting}, "
+             f"order dropout k = {meta['keep']} of M = 120; wall time {meta['wall_seconds']:.0f} s with "
+             f"{meta.get('workers', 2)} worker(s)" + (f", {resumed} runs resumed from an earlier invocation" if resumed else "")
+             + ".", ""]
     if table == "2.2":
         lines += ["| method | task 1 | task 2 | task 3 | task 4 | task 5 | mean | thesis mean |", "|---|---|---|---|---|---|---|---|"]
         for name, rs in by.items():
@@ -202,7 +243,9 @@ def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, o
             val = f"{np.mean([r['val_mean'] for r in rs]):.1f}"
             lines.append(f"| {name} | {f'**{val}**' if name == best else val} | {np.mean([r['mean'] for r in rs]):.1f} | "
                          f"{sum(r['finds_identity'] for r in rs)}/{len(rs)} |")
-        lines += ["", f"Chosen on validation: {best}."]
+        warm = [n for n in by if n != "n = 0"]
+        best_warm = max(warm, key=lambda n: np.mean([r["val_mean"] for r in by[n]])) if warm else best
+        lines += ["", f"Chosen on validation: {best}; for the warm-up rows of Table 2.1 (n > 0): {best_warm}."]
     else:
         lines += ["| order selection | mean accuracy | thesis | finds identity | thesis |", "|---|---|---|---|---|"]
         for name, rs in by.items():
@@ -211,20 +254,14 @@ def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, o
             ref = TABLE_2_1[name]
             lines.append(f"| {name} | **{mean:.1f}** ± {np.std([r['mean'] for r in rs]):.1f} | {ref[0]:.1f} | "
                          f"{found}/{len(rs)} | {ref[1]}/10 |")
-    text = "\n".join(lines) + "\n"
-    if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps({"table": table, "runs": runs, "epochs": epochs, "warmup": warmup, "keep": keep,
-                                                        "wall_seconds": wall, "results": results}, indent=1))
-        title = "warm-up length on validation" if table == "warmup" else f"thesis Table {table}"
-        out.with_suffix(".md").write_text(f"# MONET toy reproduction, {title}\n\n{text}")
-    return text
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m aubench_monet.toy", description=__doc__.split("\n\n")[0])
-    p.add_argument("--table", choices=["2.1", "2.2", "warmup"], required=True,
+    p.add_argument("--render", type=Path, default=None, metavar="JSON",
+                   help="only re-render the Markdown table beside a reproduction's .json")
+    p.add_argument("--table", choices=["2.1", "2.2", "warmup"],
                    help="2.1, 2.2, or warmup (MONET + warm-up + dropout for each --grid n, on validation)")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=500)
@@ -236,6 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out table")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.render is not None:
+        data = json.loads(args.render.read_text())
+        text = _titled(data["table"], render_table(data, data["results"]))
+        args.render.with_suffix(".md").write_text(text)
+        print(text)
+        return 0
+    if args.table is None:
+        p.error("--table is required (or --render JSON)")
     grid = tuple(int(n) for n in args.grid.split(","))
     try:
         print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out, args.warmup, args.keep,

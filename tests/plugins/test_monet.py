@@ -221,7 +221,7 @@ def test_warmup_is_chosen_on_validation_and_finished_tables_are_not_overwritten(
     from aubench_monet.toy import main, reproduce
 
     text = reproduce("warmup", runs=1, epochs=2, workers=1, out=tmp_path / "w", progress=False, grid=(0, 50))
-    assert "| n = 0 |" in text and "| n = 50 |" in text and "Chosen on validation: n = " in text
+    assert "| n = 0 |" in text and "| n = 50 |" in text and "for the warm-up rows of Table 2.1 (n > 0): n = 50" in text
     before = (tmp_path / "w.md").read_text()
     assert main(["--table", "2.2", "--runs", "1", "--epochs", "1", "--out", str(tmp_path / "w")]) == 2
     assert "--overwrite" in capsys.readouterr().err and (tmp_path / "w.md").read_text() == before
@@ -237,3 +237,45 @@ def test_paper_presets_carry_the_thesis_settings_for_bp4d_and_disfa(registry):
     disfa = compose("monet", ["preset=paper-disfa"], registry=registry, synthetic=False)
     assert (disfa.optim.lr, disfa.sched.gamma, disfa.batch_size, disfa.epochs) == (5e-4, 0.96, 64, 30)
     assert disfa.model.n_orders == 512 and disfa.optim.weight_decay == 1e-4
+
+
+def test_an_interrupted_reproduction_resumes_from_its_finished_runs(tmp_path, monkeypatch):
+    import aubench_monet.toy as toy
+
+    calls = []
+    real = toy._job
+
+    def job(args):
+        calls.append(args)
+        return real(args)
+
+    reproduce = toy.reproduce
+    monkeypatch.setattr(toy, "ProcessPoolExecutor", _InlinePool)
+    monkeypatch.setattr(toy, "_job", job)
+    first = toy._jobs_2_2(1, 1, 50, 100)[0]
+    (tmp_path / "t.runs.jsonl").write_text(
+        __import__("json").dumps({"key": toy._key(first), "result": {**real(first), "name": "VMNC"}}) + "\n")
+    calls.clear()
+    text = reproduce("2.2", runs=1, epochs=1, workers=1, out=tmp_path / "t", progress=False)
+    assert len(calls) == 4 and first not in calls and "1 runs resumed" in text
+    assert not (tmp_path / "t.runs.jsonl").exists() and (tmp_path / "t.json").exists()
+
+
+class _InlinePool:
+    """A ProcessPoolExecutor stand-in that runs jobs in this process (so monkeypatches apply)."""
+
+    def __init__(self, max_workers=None):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, arg):
+        from concurrent.futures import Future
+
+        fut = Future()
+        fut.set_result(fn(arg))
+        return fut
