@@ -27,8 +27,10 @@ that share a prefix share its computation (the prefix tree), whichever needs few
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -238,8 +240,8 @@ class MONETHead(_Recurrent):
         rank = torch.empty_like(task)
         rank[by_task] = torch.arange(R, device=h.device) - (counts.cumsum(0) - counts)[task[by_task]]
         slot = task * S + rank
-        rows = torch.full((T * S,), R, dtype=torch.long, device=h.device).index_fill_(0, slot, 0)
-        rows[slot] = torch.arange(R, device=h.device)  # slot -> row; empty slots read a zero row
+        rows = torch.full((T * S,), R, dtype=torch.long, device=h.device)  # slot -> row; R is a zero row
+        rows[slot] = torch.arange(R, device=h.device)
 
         def packed(v: torch.Tensor) -> torch.Tensor:
             return torch.cat([v, v.new_zeros(1, v.shape[1])]).index_select(0, rows).view(T, S, -1)
@@ -253,12 +255,18 @@ class MONETHead(_Recurrent):
         new_h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
         return new_h, (new_h * w_out.index_select(0, task)).sum(-1) + b_out.index_select(0, task)
 
-    def _unroll(self, h0: torch.Tensor, order: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        self._stacked_params = self._stacked()  # stacked once per unroll, not once per step
+    @contextlib.contextmanager
+    def _cells_stacked(self) -> Iterator[None]:
+        """Stack the cells' parameters once per unroll, not once per step."""
+        self._stacked_params = self._stacked()
         try:
-            return super()._unroll(h0, order, labels)
+            yield
         finally:
             self._stacked_params = None
+
+    def _unroll(self, h0: torch.Tensor, order: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        with self._cells_stacked():
+            return super()._unroll(h0, order, labels)
 
     def _build_prefix_tree(self) -> None:
         """Under teacher forcing an order's hidden state after t steps depends only on its first t
@@ -280,10 +288,9 @@ class MONETHead(_Recurrent):
     def _unroll_prefixes(self, h0: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits [B, M, T] (task order) of every order, one cell step per prefix."""
         B, M, dev = h0.shape[0], self.n_orders, h0.device
-        self._stacked_params = self._stacked()
-        try:
-            h = h0.unsqueeze(1)
-            out = torch.zeros(B, M, self.n_tasks, device=dev, dtype=h0.dtype)
+        h = h0.unsqueeze(1)
+        out = torch.zeros(B, M, self.n_tasks, device=dev, dtype=h0.dtype)
+        with self._cells_stacked():
             for t, (parent, task, prev, of_order) in enumerate(self._tree):
                 parent, task, prev, of_order = parent.to(dev), task.to(dev), prev.to(dev), of_order.to(dev)
                 n = len(task)
@@ -293,9 +300,7 @@ class MONETHead(_Recurrent):
                 h, o = h.view(B, n, -1), o.view(B, n)
                 cols = self.orders[:, t].to(dev).expand(B, M).unsqueeze(-1)
                 out = out.scatter(2, cols, o.index_select(1, of_order).unsqueeze(-1))
-            return out
-        finally:
-            self._stacked_params = None
+        return out
 
     def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         h0 = self.init(h0)
