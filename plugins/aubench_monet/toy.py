@@ -12,11 +12,15 @@ boundaries, but given tasks 1…t − 1 it is a single-threshold problem, so the
 (MRNN, MONET), L = 20 inference samples, Adam with base learning rate 5e-4 decayed by 0.99 per
 epoch, 500 epochs, batch 64, order selector Adam at 5e-3. The thesis tunes MONET's k and n on the
 validation set without giving the values; we use k = 100 of M = 120 orders (the value its Fig. 2.8
-discusses) and a warm-up of n = 50 epochs (10 % of training). Accuracy is measured on the test set
-at threshold 0.5, per task, averaged over runs.
+discusses) and choose n on validation with ``--table warmup`` (n in 0, 10, 25, 50). Accuracy is
+measured on the test set at threshold 0.5, per task, averaged over runs.
 
-    python -m aubench_monet.toy --table 2.2 --runs 10        # VMNC, VMNS, MRNN, MONET, oracle
-    python -m aubench_monet.toy --table 2.1 --runs 10        # order selection variants, M = 120
+    python -m aubench_monet.toy --table 2.2 --runs 10 --warmup N  # VMNC, VMNS, MRNN, MONET, oracle
+    python -m aubench_monet.toy --table warmup --runs 3           # MONET's warm-up n on validation
+    python -m aubench_monet.toy --table 2.1 --runs 10 --warmup N  # order selection variants, M = 120
+
+With ``--out PATH`` every finished run is appended to ``PATH.runs.jsonl`` at once, so an interrupted
+reproduction resumes where it stopped; ``PATH.md`` and ``PATH.json`` are written at the end.
 """
 from __future__ import annotations
 
