@@ -92,12 +92,12 @@ class VMNSHead(nn.Module):
 class _Recurrent(nn.Module):
     """Shared machinery: a recurrent step over a batch of (example, order) rows."""
 
-    def __init__(self, in_dim: int, n_tasks: int, hidden: int, task_input: bool = True):
+    def __init__(self, in_dim: int, n_tasks: int, hidden: int, task_input: bool = True, teacher_dropout: float = 0.0):
         super().__init__()
         self.n_tasks, self.hidden, self.task_input = n_tasks, hidden, bool(task_input)
         self.init = nn.Linear(in_dim, hidden) if in_dim != hidden else nn.Identity()
         self.in_dim = 1 + (n_tasks if task_input else 0)  # previous label [+ which task it belongs to]
-        self.teacher_dropout = 0.0
+        self.teacher_dropout = float(teacher_dropout)
 
     def _inputs(self, prev_y: torch.Tensor, prev_task: torch.Tensor) -> torch.Tensor:
         if not self.task_input:
@@ -144,8 +144,8 @@ class MRNNHead(_Recurrent):
     """
 
     def __init__(self, in_dim: int, n_tasks: int, hidden: int = 64, samples: int = 20, seed: int = 0,
-                 task_input: bool = True, order: str = "fixed"):
-        super().__init__(in_dim, n_tasks, hidden, task_input)
+                 task_input: bool = True, order: str = "fixed", teacher_dropout: float = 0.0):
+        super().__init__(in_dim, n_tasks, hidden, task_input, teacher_dropout)
         if order not in ("fixed", "random"):
             raise ValueError(f"MRNN order={order!r}; use 'fixed' (one order drawn once) or 'random' (per batch)")
         self.cell = nn.GRUCell(self.in_dim + n_tasks, hidden)
@@ -181,8 +181,8 @@ class MONETHead(_Recurrent):
 
     def __init__(self, in_dim: int, n_tasks: int, hidden: int = 64, n_orders: int = 120, keep: int | None = None,
                  infer_orders: int = 20, infer_samples: int = 1, selection: str = "soft", order_seed: int = 0,
-                 orders: list[list[int]] | None = None, task_input: bool = True):
-        super().__init__(in_dim, n_tasks, hidden, task_input)
+                 orders: list[list[int]] | None = None, task_input: bool = True, teacher_dropout: float = 0.0):
+        super().__init__(in_dim, n_tasks, hidden, task_input, teacher_dropout)
         self.cells = nn.ModuleList(nn.GRUCell(self.in_dim, hidden) for _ in range(n_tasks))
         self.outs = nn.ModuleList(nn.Linear(hidden, 1) for _ in range(n_tasks))
         fixed = torch.tensor(orders, dtype=torch.long) if orders is not None else sample_orders(n_tasks, n_orders, order_seed)

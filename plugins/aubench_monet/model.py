@@ -50,15 +50,14 @@ class MultiTaskNet(nn.Module):
             self.head = VMNSHead(feat, n, hidden, vmns_layers)
         elif head == "mrnn":
             self.head = MRNNHead(feat, n, hidden, samples=infer_orders * infer_samples, seed=order_seed,
-                                 task_input=task_input, order=mrnn_order)
+                                 task_input=task_input, order=mrnn_order, teacher_dropout=teacher_dropout)
         elif head == "monet":
             self.head = MONETHead(feat, n, hidden, n_orders=n_orders, keep=keep, infer_orders=infer_orders,
-                                  infer_samples=infer_samples, selection=selection, order_seed=order_seed, orders=orders, task_input=task_input)
+                                  infer_samples=infer_samples, selection=selection, order_seed=order_seed,
+                                  orders=orders, task_input=task_input, teacher_dropout=teacher_dropout)
         else:
             raise ConfigError(f"model.head={head!r}; use vmnc, vmns, mrnn or monet")
         self.head_kind = head
-        if head in ("mrnn", "monet"):
-            self.head.teacher_dropout = float(teacher_dropout)
         if bias_init and stats is not None:  # eq. (2.38)
             prior = torch.as_tensor(stats.bias_init(), dtype=torch.float32)
             with torch.no_grad():

@@ -196,11 +196,12 @@ def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, o
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(_job, j): j for j in todo}
         for fut in tqdm(as_completed(futures), total=len(todo), desc=f"Table {table}", unit="run", disable=not progress):
-            done[_key(futures[fut])] = fut.result()
+            key = _key(futures[fut])
+            done[key] = fut.result()
             if log is not None:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 with log.open("a") as f:
-                    f.write(json.dumps({"key": _key(futures[fut]), "result": done[_key(futures[fut])]}) + "\n")
+                    f.write(json.dumps({"key": key, "result": done[key]}) + "\n")
     results = [done[_key(j)] for j in jobs]
     meta = {"table": table, "runs": runs, "epochs": epochs, "warmup": warmup, "keep": keep, "grid": list(grid),
             "workers": workers, "wall_seconds": time.time() - t0, "resumed": len(jobs) - len(todo)}

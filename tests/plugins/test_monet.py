@@ -279,3 +279,9 @@ class _InlinePool:
         fut = Future()
         fut.set_result(fn(arg))
         return fut
+
+
+@pytest.mark.parametrize("head", ["monet", "mrnn"])
+def test_the_recipes_teacher_dropout_reaches_the_recurrent_head(head):
+    assert net(head=head, teacher_dropout=0.3).head.teacher_dropout == 0.3
+    assert net(head=head).head.teacher_dropout == 0.0
