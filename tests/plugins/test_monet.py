@@ -211,6 +211,8 @@ def test_toy_reproduction_writes_our_numbers_beside_the_thesis(tmp_path, table, 
     assert (tmp_path / "t.md").read_text().endswith(text)
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["runs"] == 1 and all("val_mean" in r for r in data["results"])
+    # MONET's warm-up defaults to validation's choice: none overall, the best n > 0 for 2.1's warm-up rows
+    assert data["warmup"] == {"2.2": 0, "2.1": 10}[table] and f"warm-up n = {data['warmup']}," in text
     for name in rows:
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name} |"))
         ref = TABLE_2_2[name][-1] if table == "2.2" else TABLE_2_1[name][0]
