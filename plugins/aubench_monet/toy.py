@@ -251,6 +251,9 @@ def render_table(meta: dict[str, Any], results: list[dict]) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{a:.1f} ({t:.1f})" for a, t in zip(acc, TABLE_2_2[name]))
                          + f" | **{acc.mean():.1f}** ± {std:.1f} | {TABLE_2_2[name][-1]:.1f} |")
         lines += ["", "Per task: ours (thesis)."]
+        if "MONET" in by:
+            rs = by["MONET"]
+            lines[-1] += f" MONET finds the identity order in {sum(r['finds_identity'] for r in rs)}/{len(rs)} runs."
     elif table == "warmup":
         lines += ["| MONET + warm-up + order dropout | validation accuracy | test accuracy | finds identity |",
                   "|---|---|---|---|"]

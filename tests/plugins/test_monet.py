@@ -213,6 +213,9 @@ def test_toy_reproduction_writes_our_numbers_beside_the_thesis(tmp_path, table, 
     assert data["runs"] == 1 and all("val_mean" in r for r in data["results"])
     # MONET's warm-up defaults to validation's choice: none overall, the best n > 0 for 2.1's warm-up rows
     assert data["warmup"] == {"2.2": 0, "2.1": 10}[table] and f"warm-up n = {data['warmup']}," in text
+    if table == "2.2":
+        found = sum(r["finds_identity"] for r in data["results"] if r["name"] == "MONET")
+        assert f"MONET finds the identity order in {found}/1 runs." in text
     for name in rows:
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name} |"))
         ref = TABLE_2_2[name][-1] if table == "2.2" else TABLE_2_1[name][0]
