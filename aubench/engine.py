@@ -205,6 +205,17 @@ def _build_model(cfg: Any, registry: Any, au_set: tuple[int, ...], stats: Any) -
     return model, tuple(spec.inputs)
 
 
+def _check_input_kind(model: Any, cfg: Any, data: Any) -> None:
+    """Vector datasets (``batch["x"]``) need a model that reads vectors (``model.vector_input``), and vice versa."""
+    for ds in {id(d): d for d in (data.train_ds, data.test_ds)}.values():
+        vector_data = ds.features is not None
+        if vector_data != bool(getattr(model, "vector_input", False)):
+            have, need = ("feature vectors", "images") if vector_data else ("images", "vectors")
+            hint = (f"use a model that reads batch['x']: the monet recipes' `preset=toy`, or `model.input_dim="
+                    f"{ds.features.shape[1]}` for the multitask model" if vector_data else "drop model.input_dim")
+            raise ConfigError(f"dataset {ds.name} holds {have} but model {cfg.model.name!r} takes {need}: {hint}")
+
+
 def _build_optimizers(model: Any, cfg: Any, steps_per_epoch: int, epochs: int) -> list[dict[str, Any]]:
     import torch
     from omegaconf import OmegaConf
@@ -251,6 +262,8 @@ def _to_device(batch: dict[str, Any], device: str, channels_last: bool, cfg: Any
     from aubench.data.augment import augment_batch, normalise
 
     out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    if "image" not in out:  # a vector dataset: batch["x"] goes to the model as it is
+        return out
     out["image"] = out["image"].float() / 255.0
     if gen is not None and cfg.get("augment"):
         out = augment_batch(out, cfg.augment, gen)
@@ -355,6 +368,7 @@ def run_cell(cell: Cell, registry: Any, *, overwrite: bool = False, progress: bo
                            "labelled training frames; this protocol cannot train them")
 
     model, inputs = _build_model(cfg, registry, data.train_aus, stats)
+    _check_input_kind(model, cfg, data)
     init_from = _init_from_checkpoint(model, cfg, cell, data) if cfg.get("init") and cfg.init.checkpoint else None
     model.to(device)
     if channels_last:
@@ -435,7 +449,7 @@ def run_cell(cell: Cell, registry: Any, *, overwrite: bool = False, progress: bo
             terms["loss"] = float(total.detach())
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
-            n_img += b["image"].shape[0]
+            n_img += len(b["labels"])
             n_steps += 1
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{terms['loss']:.4f}")

@@ -16,7 +16,7 @@ __all__ = ["au_metrics", "all_positive_f1", "mean_std", "moving_average"]
 
 def au_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray | None, aus: Sequence[int],
                threshold: float = 0.5) -> dict:
-    """Per-AU F1, precision, recall, support and positive rate, plus the AU-average F1 (percent).
+    """Per-AU F1, precision, recall, accuracy, support and positive rate, plus the AU-average F1 (percent).
 
     An AU with no positive labels and no positive predictions has F1 0 (there is nothing to detect;
     scikit-learn's ``zero_division=0``), so it is visible rather than silently dropped.
@@ -30,6 +30,7 @@ def au_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray | None, a
     tp = ((pred & y) & mask).sum(0)
     fp = ((pred & ~y) & mask).sum(0)
     fn = ((~pred & y) & mask).sum(0)
+    correct = ((pred == y) & mask).sum(0)
     support = (y & mask).sum(0)
     n_valid = mask.sum(0)
     per_au = {}
@@ -39,7 +40,8 @@ def au_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray | None, a
         precision = 100.0 * tp[j] / (tp[j] + fp[j]) if tp[j] + fp[j] else 0.0
         recall = 100.0 * tp[j] / (tp[j] + fn[j]) if tp[j] + fn[j] else 0.0
         per_au[str(au)] = {"f1": float(f1), "precision": float(precision), "recall": float(recall), "support": int(support[j]),
-                           "n": int(n_valid[j]), "positive_rate": float(support[j] / n_valid[j]) if n_valid[j] else 0.0}
+                           "n": int(n_valid[j]), "positive_rate": float(support[j] / n_valid[j]) if n_valid[j] else 0.0,
+                           "accuracy": float(100.0 * correct[j] / n_valid[j]) if n_valid[j] else 0.0}
     return {"per_au": per_au, "f1_avg": float(np.mean([v["f1"] for v in per_au.values()])), "threshold": threshold}
 
 

@@ -57,6 +57,8 @@ class DatasetSpec:
     ``counts`` (dict), ``issues`` (each printable, with a ``level`` of "error" or "warning").
     ``label_kind`` is ``"occurrence"`` (codes 0/1, ``unknown_code`` masked) or ``"intensity"``
     (0-5, binarised by the protocol's threshold).
+    ``fingerprint(name, params)`` (synthetic datasets; default SynthAU's) returns the fingerprint the
+    generated data must carry in its ``meta.json``: cached data with another one is generated again.
     """
 
     name: str
@@ -68,6 +70,7 @@ class DatasetSpec:
     check: str | Callable[..., Any] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    fingerprint: str | Callable[..., str] | None = None
 
 
 @dataclass(frozen=True)

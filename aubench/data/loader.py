@@ -18,7 +18,7 @@ __all__ = ["FrameBatches", "make_loader"]
 class FrameBatches(torch.utils.data.Dataset):
     """Indexed by a *list* of positions; returns a whole batch as a dict of tensors.
 
-    Keys: ``image`` uint8 [B,3,H,W], ``labels`` float [B,K], ``mask`` bool [B,K], ``row`` int64 [B]
+    Keys: ``image`` uint8 [B,3,H,W] (``x`` float32 [B,D] instead for a vector dataset), ``labels`` float [B,K], ``mask`` bool [B,K], ``row`` int64 [B]
     (row in the prepared dataset), ``pos`` int64 [B] (position in ``rows``), and ``landmarks`` [B,68,2] / ``parsing`` uint8 [B,H,W] when asked.
     """
 
@@ -39,13 +39,16 @@ class FrameBatches(torch.utils.data.Dataset):
     def __getitem__(self, positions: Sequence[int]) -> dict[str, torch.Tensor]:
         pos = np.sort(np.asarray(positions))
         rows = self.rows[pos]
-        batch = {
-            "image": torch.from_numpy(np.ascontiguousarray(self.data.frames[rows])).permute(0, 3, 1, 2),
+        if self.data.features is not None:  # a vector dataset
+            batch = {"x": torch.from_numpy(np.ascontiguousarray(self.data.features[rows]))}
+        else:
+            batch = {"image": torch.from_numpy(np.ascontiguousarray(self.data.frames[rows])).permute(0, 3, 1, 2)}
+        batch.update({
             "labels": torch.from_numpy(self.labels[pos]),
             "mask": torch.from_numpy(self.mask[pos]),
             "row": torch.from_numpy(rows.astype(np.int64)),
             "pos": torch.from_numpy(pos.astype(np.int64)),
-        }
+        })
         if "landmarks" in self.inputs:
             batch["landmarks"] = torch.from_numpy(np.ascontiguousarray(self.data.landmarks[rows]))
         if "parsing" in self.inputs:

@@ -5,6 +5,8 @@ A prepared dataset is a folder::
     meta.json       format version, AU set, label kind, preprocessing id, fingerprint, complete flag
     index.csv       one row per frame: subject, video, frame, then one label column per AU ("AU1", ...)
     frames.npy      uint8 [N, H, W, 3], memory-mapped at load: decoding never repeats per epoch
+    features.npy    instead of frames.npy, for vector datasets: float32 [N, D] (meta["feature_dim"] = D),
+                    batched as ``batch["x"]`` (e.g. the MONET toy dataset, 2-D points)
     landmarks.npy   optional float32 [N, 68, 2], iBUG order, pixel coordinates of frames.npy
     parsing.npy     optional uint8 [N, H, W], face-parsing classes listed in meta["parsing_classes"]
 
@@ -56,7 +58,7 @@ class PreparedWriter:
 
     def __init__(self, out_dir: Path, *, name: str, au_set: Sequence[int], label_kind: str,
                  image_size: int, n_frames: int, with_landmarks: bool = False, with_parsing: bool = False,
-                 unknown_code: int | None = 9):
+                 unknown_code: int | None = 9, feature_dim: int | None = None):
         self.out_dir = Path(out_dir)
         self.tmp = self.out_dir.with_name(self.out_dir.name + ".partial")
         if self.tmp.exists():
@@ -69,7 +71,14 @@ class PreparedWriter:
             "parsing_classes": list(PARSING_CLASSES) if with_parsing else [],
         }
         shape = (n_frames, image_size, image_size)
-        self.frames = np.lib.format.open_memmap(self.tmp / "frames.npy", "w+", np.uint8, shape + (3,))
+        if feature_dim is not None:  # a vector dataset: features.npy instead of frames.npy
+            if with_landmarks or with_parsing:
+                raise DatasetError(f"{name}: a vector dataset (feature_dim={feature_dim}) has no landmarks or parsing maps")
+            self.meta["feature_dim"] = int(feature_dim)
+        self.features = (np.lib.format.open_memmap(self.tmp / "features.npy", "w+", np.float32, (n_frames, int(feature_dim)))
+                         if feature_dim is not None else None)
+        self.frames = (np.lib.format.open_memmap(self.tmp / "frames.npy", "w+", np.uint8, shape + (3,))
+                       if feature_dim is None else None)
         self.landmarks = (np.lib.format.open_memmap(self.tmp / "landmarks.npy", "w+", np.float32, (n_frames, 68, 2))
                           if with_landmarks else None)
         self.parsing = (np.lib.format.open_memmap(self.tmp / "parsing.npy", "w+", np.uint8, shape)
@@ -83,13 +92,13 @@ class PreparedWriter:
             raise DatasetError(f"index for {self.out_dir} lacks columns {missing}")
         if len(index) != self.meta["n_frames"]:
             raise DatasetError(f"index has {len(index)} rows but {self.meta['n_frames']} frames were allocated")
-        for arr in (self.frames, self.landmarks, self.parsing):
+        for arr in (self.frames, self.features, self.landmarks, self.parsing):
             if arr is not None:
                 arr.flush()
-        del self.frames, self.landmarks, self.parsing
+        del self.frames, self.features, self.landmarks, self.parsing
         index.to_csv(self.tmp / "index.csv", index=False)
         h = hashlib.sha256()
-        for fname in ("index.csv", "frames.npy", "landmarks.npy", "parsing.npy"):
+        for fname in ("index.csv", "frames.npy", "features.npy", "landmarks.npy", "parsing.npy"):
             if (self.tmp / fname).exists():
                 _hash_file(self.tmp / fname, h)
         self.meta.update(meta)
@@ -134,13 +143,16 @@ class PreparedDataset:
         self.au_set: tuple[int, ...] = tuple(self.meta["au_set"])
         try:
             self.index = pd.read_csv(self.root / "index.csv", dtype={"subject": str, "video": str})
-            self.frames = np.load(self.root / "frames.npy", mmap_mode="r")
+            vector = self.meta.get("feature_dim") is not None
+            self.features = np.load(self.root / "features.npy", mmap_mode="r") if vector else None
+            self.frames = None if vector else np.load(self.root / "frames.npy", mmap_mode="r")
             self.landmarks = np.load(self.root / "landmarks.npy", mmap_mode="r") if self.meta["has_landmarks"] else None
             self.parsing = np.load(self.root / "parsing.npy", mmap_mode="r") if self.meta["has_parsing"] else None
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{self.root} is corrupt or incomplete: {exc}. Delete it and prepare it again.") from exc
         n = len(self.index)
-        for label, arr in (("frames.npy", self.frames), ("landmarks.npy", self.landmarks), ("parsing.npy", self.parsing)):
+        for label, arr in (("frames.npy", self.frames), ("features.npy", self.features), ("landmarks.npy", self.landmarks),
+                           ("parsing.npy", self.parsing)):
             if arr is not None and arr.shape[0] != n:
                 raise DatasetError(
                     f"{self.root / label} has {arr.shape[0]} rows but index.csv has {n}; the dataset is corrupt. "
@@ -211,7 +223,8 @@ def ensure_prepared(spec: Any, *, force: bool = False, progress: bool = True) ->
     if spec.synthetic:
         from aubench.synthau import synth_fingerprint
 
-        expected = synth_fingerprint(spec.name, dict(spec.params))
+        fingerprint = resolve_factory(spec.fingerprint) if spec.fingerprint else synth_fingerprint
+        expected = fingerprint(spec.name, dict(spec.params))
         current = None
         if (out / "meta.json").is_file():
             try:

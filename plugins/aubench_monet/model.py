@@ -42,6 +42,7 @@ class MultiTaskNet(nn.Module):
         super().__init__()
         n = len(au_set)
         self.au_set, self.warmup, self.order_lr = tuple(au_set), int(warmup), float(order_lr)
+        self.vector_input = bool(input_dim)  # reads batch["x"] (vector datasets) instead of batch["image"]
         self.encoder = mlp_encoder(input_dim, hidden, encoder_layers) if input_dim else create_backbone(backbone, pretrained)
         feat = hidden if input_dim else self.encoder.num_features
         if head == "vmnc":
@@ -68,7 +69,7 @@ class MultiTaskNet(nn.Module):
                     self.head.out.bias.copy_(prior)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        h0 = self.encoder(batch["x"] if "x" in batch else batch["image"])
+        h0 = self.encoder(batch["x"] if self.vector_input else batch["image"])
         return self.head(h0, batch.get("labels") if self.training else None, batch.get("mask"))
 
     def configure_optimizers(self, optim: dict, sched: dict, steps_per_epoch: int, epochs: int) -> list[dict]:

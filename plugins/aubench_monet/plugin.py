@@ -1,13 +1,36 @@
-"""Registers the chapter-2 multi-task models (VMNC, VMNS, MRNN, MONET), MONET's loss and recipes."""
+"""Registers the chapter-2 multi-task models (VMNC, VMNS, MRNN, MONET), MONET's loss and recipes, and
+the toy dataset of §2.5.1 with its protocol (``monet-toy``: train on the 500-point draw, test on the
+250-point test draw)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from aubench import LossSpec, MethodSpec, ModelSpec, hookimpl
+from aubench import DatasetSpec, Fold, LossSpec, MethodSpec, ModelSpec, ProtocolSpec, hookimpl
 from aubench.specs import load_reference_tables
 
 __version__ = "0.1.0"
 _HERE = Path(__file__).parent
+
+
+TOY_TASKS = (1, 2, 3, 4, 5)
+
+
+@hookimpl
+def aubench_register_datasets():
+    return [DatasetSpec(name="monet-toy", au_set=TOY_TASKS, label_kind="occurrence",
+                        prepare="aubench_monet.toy:prepare_toy", fingerprint="aubench_monet.toy:toy_fingerprint",
+                        subjects=("train", "val", "test"), synthetic=True, params={"n_tasks": 5, "seed": 0},
+                        description="MONET's toy dataset (thesis §2.5.1): 2-D points, 5 nested binary tasks "
+                                    "(columns AU1-AU5), train/val/test draws of 500/250/250 as subjects")]
+
+
+@hookimpl
+def aubench_register_protocols():
+    return [ProtocolSpec(name="monet-toy", version="v1", train_dataset="monet-toy", test_dataset="monet-toy",
+                         folds=(Fold(name="test", test_subjects=("test",), train_subjects=("train",)),),
+                         eval_aus=TOY_TASKS,
+                         description="MONET toy (§2.5.1): train on the train draw, test on the test draw; "
+                                     "run with preset=toy (per-task accuracy is in the record)")]
 
 
 @hookimpl

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["toy_labels", "toy_split", "train_toy", "TABLE_2_1", "TABLE_2_2", "DEFAULT_WARMUP", "reproduce"]
+__all__ = ["toy_labels", "toy_split", "prepare_toy", "toy_fingerprint", "train_toy", "TABLE_2_1", "TABLE_2_2", "DEFAULT_WARMUP", "reproduce"]
 
 #: MONET's warm-up n (in epochs of 500) per table, as chosen by ``--table warmup`` on validation:
 #: n = 0 overall (Table 2.2), and the best n > 0 for the warm-up rows of Table 2.1.
@@ -71,12 +71,53 @@ def toy_labels(x1: np.ndarray, n_tasks: int) -> np.ndarray:
 
 
 def toy_split(n_tasks: int, seed: int, sizes: tuple[int, int, int] = (500, 250, 250)) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train, validation and test draws of X ~ U([-1, 1]²) with their ``n_tasks`` labels."""
     rng = np.random.default_rng(seed)
     out = []
     for n in sizes:
         x = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
         out.append((x, toy_labels(x[:, 0], n_tasks)))
     return out
+
+
+TOY_SPLITS = ("train", "val", "test")
+
+
+def toy_fingerprint(name: str, params: dict[str, Any]) -> str:
+    """Fingerprint of a prepared toy dataset: its parameters and the generator's source."""
+    import hashlib
+    import inspect
+
+    unknown = set(params) - {"n_tasks", "seed"}
+    if unknown:
+        raise TypeError(f"unknown toy dataset parameters {sorted(unknown)}; known: n_tasks, seed")
+    code = inspect.getsource(toy_labels) + inspect.getsource(toy_split)
+    blob = json.dumps({"name": name, "n_tasks": 5, "seed": 0, **params, "code": code}, sort_keys=True)
+    return "toy-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prepare_toy(out_dir: Path, progress: bool = True, n_tasks: int = 5, seed: int = 0) -> Path:
+    """Write :func:`toy_split` as a prepared vector dataset (the ``monet-toy`` dataset plugin).
+
+    The three draws are its pseudo-subjects ``train``, ``val`` and ``test``; task t is AU column t.
+    """
+    import pandas as pd
+
+    from aubench.data.prepared import PreparedWriter
+
+    out_dir = Path(out_dir)
+    splits = toy_split(n_tasks, seed)
+    tasks = tuple(range(1, n_tasks + 1))
+    writer = PreparedWriter(out_dir, name=out_dir.name, au_set=tasks, label_kind="occurrence", image_size=0,
+                            n_frames=sum(len(x) for x, _ in splits), unknown_code=None, feature_dim=2)
+    rows, i = [], 0
+    for split, (x, y) in zip(TOY_SPLITS, splits):
+        writer.features[i:i + len(x)] = x
+        i += len(x)
+        rows += [{"subject": split, "video": split, "frame": f, **{f"AU{t}": int(v) for t, v in zip(tasks, lab)}}
+                 for f, lab in enumerate(y)]
+    return writer.finish(pd.DataFrame(rows), fingerprint=toy_fingerprint(out_dir.name, {"n_tasks": n_tasks, "seed": seed}),
+                         preprocessing_id="monet-toy-v1")
 
 
 def train_toy(head: str, n_tasks: int = 5, seed: int = 0, epochs: int = 500, batch: int = 64, lr: float = 5e-4,

@@ -290,3 +290,42 @@ class _InlinePool:
 def test_the_recipes_teacher_dropout_reaches_the_recurrent_head(head):
     assert net(head=head, teacher_dropout=0.3).head.teacher_dropout == 0.3
     assert net(head=head).head.teacher_dropout == 0.0
+
+
+def test_the_toy_dataset_plugin_holds_the_reproductions_draws(registry, tmp_path, monkeypatch):
+    from aubench.data.loader import FrameBatches
+    from aubench.data.prepared import ensure_prepared
+    from aubench_monet.toy import toy_split
+
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path))
+    spec = registry.get("dataset", "monet-toy")
+    ds = ensure_prepared(spec, progress=False)
+    assert ds.frames is None and ds.features.shape == (1000, 2) and ds.subjects == ["test", "train", "val"]
+    y, mask = ds.labels(spec.au_set)
+    for name, (x, labels) in zip(("train", "val", "test"), toy_split(5, 0)):
+        rows = ds.rows_for([name])
+        assert np.array_equal(ds.features[rows], x) and np.array_equal(y[rows], labels) and mask[rows].all()
+    batch = FrameBatches(ds, ds.rows_for(["test"]), y, mask)[[0, 1, 2]]
+    assert "image" not in batch and batch["x"].dtype == torch.float32 and batch["x"].shape == (3, 2)
+    created = ds.meta["created"]
+    assert ensure_prepared(spec, progress=False).meta["created"] == created  # cached, not generated again
+
+
+def test_the_toy_protocol_trains_monet_and_records_accuracy_and_refuses_image_models(registry, runs, tmp_path,
+                                                                                    monkeypatch):
+    from aubench.engine import plan_cells, run_cell
+    from aubench.errors import ConfigError
+    from aubench_monet.toy import toy_split
+
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path))
+    cell = plan_cells(registry, "monet", "monet-toy", overrides=["preset=toy", "epochs=2", "model.n_orders=6",
+                                                                  "model.keep=4"], runs_dir=runs)[0]
+    rec = run_cell(cell, registry, progress=False)
+    assert rec["n_train_frames"] == 500 and rec["n_test_frames"] == 250
+    probs = np.load(cell.run_dir / "predictions.npz")["probs"]
+    yte = toy_split(5, 0)[2][1]
+    acc = ((probs >= 0.5) == (yte > 0.5)).mean(0) * 100
+    assert np.allclose([rec["per_au"][str(t)]["accuracy"] for t in range(1, 6)], acc)
+    image_cell = plan_cells(registry, "vmnc-bce", "monet-toy", runs_dir=runs)[0]
+    with pytest.raises(ConfigError, match="monet-toy holds feature vectors.*preset=toy"):
+        run_cell(image_cell, registry, progress=False)
