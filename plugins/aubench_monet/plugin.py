@@ -62,3 +62,20 @@ def aubench_config_search_paths():
 @hookimpl
 def aubench_register_references():
     return load_reference_tables(_HERE / "references")
+
+
+@hookimpl
+def aubench_cell_end(cell, record, error):
+    """Draw each finished MONET cell's soft order as ``soft_order.png`` beside its record (Fig. 2.12 style).
+
+    Needs matplotlib (``pip install 'aubench[plots]'``); without it the record still holds Ω and
+    ``aubench plot order <cell folder>`` draws it later."""
+    if error is not None or not record or "soft_order" not in (record.get("model_extras") or {}):
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return
+    from aubench.plots import soft_order_heatmap
+
+    soft_order_heatmap(cell.run_dir)

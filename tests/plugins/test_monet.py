@@ -134,16 +134,18 @@ def test_soft_order_is_saved_with_the_record():
 
 def test_monet_cell_records_its_soft_order_and_draws_it(registry, runs):
     from aubench.cli import main
-    from aubench.engine import plan_cells, run_cell
+    from aubench.engine import plan_cells, run_cells
 
     from conftest import FAST
 
     cell = plan_cells(registry, "monet", "tiny-3fold", folds=["1"], overrides=FAST, runs_dir=runs)[0]
-    rec = run_cell(cell, registry, progress=False)
+    rec = run_cells([cell], registry, progress=False, echo=lambda *a: None)[0].record
     omega = np.array(rec["model_extras"]["soft_order"])
     assert omega.shape == (12, 12) and np.allclose(omega.sum(1), 1, atol=1e-5)
-    assert main(["plot", "order", str(cell.run_dir)]) == 0
-    assert (cell.run_dir / "soft_order.png").read_bytes()[:4] == b"\x89PNG"
+    png = cell.run_dir / "soft_order.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"  # drawn when the cell finished
+    png.unlink()
+    assert main(["plot", "order", str(cell.run_dir)]) == 0 and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_shared_prefix_unroll_equals_unrolling_each_order():
