@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["toy_labels", "toy_split", "prepare_toy", "toy_fingerprint", "train_toy", "TABLE_2_1", "TABLE_2_2", "DEFAULT_WARMUP", "reproduce"]
+__all__ = ["toy_labels", "toy_split", "prepare_toy", "toy_fingerprint", "train_toy", "TABLE_2_1", "TABLE_2_2",
+           "DEFAULT_WARMUP", "reproduce"]
 
 #: MONET's warm-up n (in epochs of 500) per table, as chosen by ``--table warmup`` on validation:
 #: n = 0 overall (Table 2.2), and the best n > 0 for the warm-up rows of Table 2.1.
