@@ -22,6 +22,7 @@ Table 2.2's MONET uses n = 0 and Table 2.1's warm-up rows the best n > 0, n = 10
     python -m aubench_monet.toy --table 2.2 --runs 10    # VMNC, VMNS, MRNN, MONET, oracle
     python -m aubench_monet.toy --table warmup --runs 3  # MONET's warm-up n on validation
     python -m aubench_monet.toy --table 2.1 --runs 10    # order selection variants, M = 120
+    python -m aubench_monet.toy --table all --out DIR    # the three, n chosen by the first (about 2.3 h)
 
 With ``--out PATH`` every finished run is appended to ``PATH.runs.jsonl`` at once, so an interrupted
 reproduction resumes where it stopped; ``PATH.md`` and ``PATH.json`` are written at the end.
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 
 __all__ = ["toy_labels", "toy_split", "prepare_toy", "toy_fingerprint", "train_toy", "TABLE_2_1", "TABLE_2_2",
-           "DEFAULT_WARMUP", "reproduce"]
+           "DEFAULT_WARMUP", "reproduce", "reproduce_all", "choose_warmup"]
 
 #: MONET's warm-up n (in epochs of 500) per table, as chosen by ``--table warmup`` on validation:
 #: n = 0 overall (Table 2.2), and the best n > 0 for the warm-up rows of Table 2.1.
@@ -273,6 +274,29 @@ def _titled(table: str, text: str) -> str:
     return f"# MONET toy reproduction, {title}\n\n{text}"
 
 
+def choose_warmup(results: list[dict]) -> tuple[int, int]:
+    """The warm-up n with the best mean validation accuracy in a ``--table warmup`` run, and the best n > 0."""
+    by: dict[int, list[float]] = {}
+    for r in results:
+        by.setdefault(int(r["name"].removeprefix("n = ")), []).append(r["val_mean"])
+    best = max(by, key=lambda n: np.mean(by[n]))
+    warm = [n for n in by if n > 0]
+    return best, max(warm, key=lambda n: np.mean(by[n])) if warm else best
+
+
+def reproduce_all(out_dir: Path, runs: int = 10, warmup_runs: int = 3, **kw: Any) -> str:
+    """The whole chain, as the thesis does it: choose n on validation, then Tables 2.2 and 2.1 with it.
+
+    Writes ``monet_toy_warmup``, ``monet_toy_table_2_2`` and ``monet_toy_table_2_1`` (``.md`` and
+    ``.json``) into ``out_dir``; ``kw`` goes to :func:`reproduce` (epochs, workers, keep, grid, ...)."""
+    out_dir = Path(out_dir)
+    texts = [_titled("warmup", reproduce("warmup", warmup_runs, out=out_dir / "monet_toy_warmup", **kw))]
+    best, best_warm = choose_warmup(json.loads((out_dir / "monet_toy_warmup.json").read_text())["results"])
+    texts.append(_titled("2.2", reproduce("2.2", runs, out=out_dir / "monet_toy_table_2_2", warmup=best, **kw)))
+    texts.append(_titled("2.1", reproduce("2.1", runs, out=out_dir / "monet_toy_table_2_1", warmup=best_warm, **kw)))
+    return "\n".join(texts)
+
+
 def render_table(meta: dict[str, Any], results: list[dict]) -> str:
     """The Markdown table of a reproduction (``meta`` and ``results`` as stored in its ``.json``)."""
     table, grid = meta["table"], meta.get("grid", [])
@@ -299,14 +323,12 @@ def render_table(meta: dict[str, Any], results: list[dict]) -> str:
     elif table == "warmup":
         lines += ["| MONET + warm-up + order dropout | validation accuracy | test accuracy | finds identity |",
                   "|---|---|---|---|"]
-        best = max(by, key=lambda n: np.mean([r["val_mean"] for r in by[n]]))
+        best, best_warm = choose_warmup(results)
         for name, rs in by.items():
             val = f"{np.mean([r['val_mean'] for r in rs]):.1f}"
-            lines.append(f"| {name} | {f'**{val}**' if name == best else val} | {np.mean([r['mean'] for r in rs]):.1f} | "
-                         f"{sum(r['finds_identity'] for r in rs)}/{len(rs)} |")
-        warm = [n for n in by if n != "n = 0"]
-        best_warm = max(warm, key=lambda n: np.mean([r["val_mean"] for r in by[n]])) if warm else best
-        lines += ["", f"Chosen on validation: {best}; for the warm-up rows of Table 2.1 (n > 0): {best_warm}."]
+            lines.append(f"| {name} | {f'**{val}**' if name == f'n = {best}' else val} | "
+                         f"{np.mean([r['mean'] for r in rs]):.1f} | {sum(r['finds_identity'] for r in rs)}/{len(rs)} |")
+        lines += ["", f"Chosen on validation: n = {best}; for the warm-up rows of Table 2.1 (n > 0): n = {best_warm}."]
     else:
         lines += ["| order selection | mean accuracy | thesis | finds identity | thesis |", "|---|---|---|---|---|"]
         for name, rs in by.items():
@@ -322,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m aubench_monet.toy", description=__doc__.split("\n\n")[0])
     p.add_argument("--render", type=Path, default=None, metavar="JSON",
                    help="only re-render the Markdown table beside a reproduction's .json")
-    p.add_argument("--table", choices=["2.1", "2.2", "warmup"],
-                   help="2.1, 2.2, or warmup (MONET + warm-up + dropout for each --grid n, on validation)")
+    p.add_argument("--table", choices=["2.1", "2.2", "warmup", "all"],
+                   help="2.1, 2.2, warmup (MONET + warm-up + dropout for each --grid n, on validation), or all "
+                        "(warmup, then 2.2 and 2.1 with the n it chose; --out is then a folder)")
     p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--warmup-runs", type=int, default=3, help="runs of the warm-up choice with --table all (default 3)")
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--warmup", type=int, default=None,
@@ -345,8 +369,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--table is required (or --render JSON)")
     grid = tuple(int(n) for n in args.grid.split(","))
     try:
-        print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out, args.warmup, args.keep,
-                        not args.no_progress, grid, args.overwrite))
+        if args.table == "all":
+            print(reproduce_all(args.out or Path("runs/reproductions"), args.runs, args.warmup_runs, epochs=args.epochs,
+                                workers=args.workers, keep=args.keep, progress=not args.no_progress, grid=grid,
+                                overwrite=args.overwrite))
+        else:
+            print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out, args.warmup, args.keep,
+                            not args.no_progress, grid, args.overwrite))
     except FileExistsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -331,3 +331,21 @@ def test_the_toy_protocol_trains_monet_and_records_accuracy_and_refuses_image_mo
     image_cell = plan_cells(registry, "vmnc-bce", "monet-toy", runs_dir=runs)[0]
     with pytest.raises(ConfigError, match="monet-toy holds feature vectors.*preset=toy"):
         run_cell(image_cell, registry, progress=False)
+
+
+def test_warmup_choice_and_the_whole_chain_use_validation(tmp_path):
+    import json
+
+    from aubench_monet.toy import choose_warmup, main
+
+    def runs(vals):
+        return [{"name": f"n = {n}", "val_mean": v} for n, v in vals]
+
+    assert choose_warmup(runs([(0, 95.0), (10, 92.9), (25, 88.9), (50, 91.5)])) == (0, 10)
+    assert choose_warmup(runs([(0, 90.0), (10, 80.0), (50, 97.0), (50, 95.0)])) == (50, 50)
+    assert main(["--table", "all", "--runs", "1", "--warmup-runs", "1", "--epochs", "2", "--grid", "0,50",
+                 "--workers", "1", "--no-progress", "--out", str(tmp_path)]) == 0
+    warm = json.loads((tmp_path / "monet_toy_warmup.json").read_text())["results"]
+    best, best_warm = choose_warmup(warm)
+    assert json.loads((tmp_path / "monet_toy_table_2_2.json").read_text())["warmup"] == best
+    assert json.loads((tmp_path / "monet_toy_table_2_1.json").read_text())["warmup"] == best_warm == 50
