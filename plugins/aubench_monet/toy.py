@@ -288,12 +288,20 @@ def reproduce_all(out_dir: Path, runs: int = 10, warmup_runs: int = 3, **kw: Any
     """The whole chain, as the thesis does it: choose n on validation, then Tables 2.2 and 2.1 with it.
 
     Writes ``monet_toy_warmup``, ``monet_toy_table_2_2`` and ``monet_toy_table_2_1`` (``.md`` and
-    ``.json``) into ``out_dir``; ``kw`` goes to :func:`reproduce` (epochs, workers, keep, grid, ...)."""
+    ``.json``) into ``out_dir``; ``kw`` goes to :func:`reproduce` (epochs, workers, keep, grid, ...).
+    Run again after an interruption, it keeps the finished tables and resumes the unfinished one."""
     out_dir = Path(out_dir)
-    texts = [_titled("warmup", reproduce("warmup", warmup_runs, out=out_dir / "monet_toy_warmup", **kw))]
+
+    def table(name: str, n_runs: int, out: Path, **extra: Any) -> str:
+        if out.with_suffix(".json").exists() and not kw.get("overwrite"):  # finished by an earlier invocation
+            print(f"using the finished {out.with_suffix('.md')} (--overwrite runs it again)", file=sys.stderr)
+            return out.with_suffix(".md").read_text()
+        return _titled(name, reproduce(name, n_runs, out=out, **extra, **kw))
+
+    texts = [table("warmup", warmup_runs, out_dir / "monet_toy_warmup")]
     best, best_warm = choose_warmup(json.loads((out_dir / "monet_toy_warmup.json").read_text())["results"])
-    texts.append(_titled("2.2", reproduce("2.2", runs, out=out_dir / "monet_toy_table_2_2", warmup=best, **kw)))
-    texts.append(_titled("2.1", reproduce("2.1", runs, out=out_dir / "monet_toy_table_2_1", warmup=best_warm, **kw)))
+    texts.append(table("2.2", runs, out_dir / "monet_toy_table_2_2", warmup=best))
+    texts.append(table("2.1", runs, out_dir / "monet_toy_table_2_1", warmup=best_warm))
     return "\n".join(texts)
 
 

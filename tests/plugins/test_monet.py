@@ -349,3 +349,11 @@ def test_warmup_choice_and_the_whole_chain_use_validation(tmp_path):
     best, best_warm = choose_warmup(warm)
     assert json.loads((tmp_path / "monet_toy_table_2_2.json").read_text())["warmup"] == best
     assert json.loads((tmp_path / "monet_toy_table_2_1.json").read_text())["warmup"] == best_warm == 50
+    # run again (as after an interruption): the finished tables are kept, not trained again
+    before = {f.name: f.read_text() for f in tmp_path.glob("*.json")}
+    for suffix in (".json", ".md"):  # Table 2.1 did not finish
+        (tmp_path / f"monet_toy_table_2_1{suffix}").unlink()
+    assert main(["--table", "all", "--runs", "1", "--warmup-runs", "1", "--epochs", "2", "--grid", "0,50",
+                 "--workers", "1", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert all((tmp_path / n).read_text() == t for n, t in before.items() if n != "monet_toy_table_2_1.json")
+    assert (tmp_path / "monet_toy_table_2_1.json").exists()
