@@ -55,15 +55,19 @@ def reliability_histogram(run_dir: Path, out: Path | None = None, bins: int = 20
     return out
 
 
-def soft_order_heatmap(run_dir: Path, out: Path | None = None) -> Path:
-    """The learned soft order Ω (timestep × AU) of a MONET cell as a heatmap (thesis Fig. 2.12 style)."""
+def soft_order_heatmap(run_dir: Path, out: Path | None = None, extras: dict | None = None) -> Path:
+    """The learned soft order Ω (timestep × AU) of a MONET cell as a heatmap (thesis Fig. 2.12 style).
+
+    ``extras`` is the record's ``model_extras`` when the caller holds it; otherwise it is read from
+    ``run_dir/record.json``."""
     import json
 
     run_dir = Path(run_dir)
     record = run_dir / "record.json"
-    if not record.is_file():
-        raise DatasetError(f"{record} not found; point at a finished cell folder")
-    extras = json.loads(record.read_text()).get("model_extras") or {}
+    if extras is None:
+        if not record.is_file():
+            raise DatasetError(f"{record} not found; point at a finished cell folder")
+        extras = json.loads(record.read_text()).get("model_extras") or {}
     if "soft_order" not in extras:
         raise ConfigError(f"{record} has no soft order: only MONET cells record one")
     omega = np.asarray(extras["soft_order"])

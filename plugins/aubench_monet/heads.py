@@ -159,7 +159,7 @@ class MRNNHead(_Recurrent):
             return self.fixed_order.to(device).expand(rows, -1)
         if self.training:
             return torch.randperm(self.n_tasks, generator=self.gen).to(device).expand(rows, -1)
-        return torch.stack([torch.randperm(self.n_tasks, generator=self.gen) for _ in range(rows)]).to(device)
+        return torch.rand(rows, self.n_tasks, generator=self.gen).argsort(1).to(device)  # one order per row
 
     def _step(self, h: torch.Tensor, task: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The shared cell, told which task it predicts; the output layer of that task."""
@@ -284,6 +284,13 @@ class MONETHead(_Recurrent):
             of_order = torch.tensor([index[tuple(o[:t + 1])] for o in orders])
             self._tree.append((parent, task, prev, of_order))
         self._prefix_nodes = sum(len(level[0]) for level in self._tree)
+        self._tree_on: dict[torch.device, list[tuple[torch.Tensor, ...]]] = {}
+
+    def _tree_for(self, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
+        """The prefix tree's index tensors on ``device``, copied there once."""
+        if device not in self._tree_on:
+            self._tree_on[device] = [tuple(v.to(device) for v in level) for level in self._tree]
+        return self._tree_on[device]
 
     def _unroll_prefixes(self, h0: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits [B, M, T] (task order) of every order, one cell step per prefix."""
@@ -291,8 +298,7 @@ class MONETHead(_Recurrent):
         h = h0.unsqueeze(1)
         out = torch.zeros(B, M, self.n_tasks, device=dev, dtype=h0.dtype)
         with self._cells_stacked():
-            for t, (parent, task, prev, of_order) in enumerate(self._tree):
-                parent, task, prev, of_order = parent.to(dev), task.to(dev), prev.to(dev), of_order.to(dev)
+            for t, (parent, task, prev, of_order) in enumerate(self._tree_for(dev)):
                 n = len(task)
                 h_parent = h.index_select(1, parent).reshape(B * n, -1)
                 prev_y = (teacher.index_select(1, prev.clamp_min(0)) * (prev >= 0)).reshape(-1)  # y^0 = 0

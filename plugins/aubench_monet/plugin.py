@@ -78,4 +78,4 @@ def aubench_cell_end(cell, record, error):
         return
     from aubench.plots import soft_order_heatmap
 
-    soft_order_heatmap(cell.run_dir)
+    soft_order_heatmap(cell.run_dir, extras=record["model_extras"])
