@@ -204,7 +204,7 @@ def _protocols_for(reg: Any, dataset: str | None, names: list[str] | None) -> li
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from aubench.engine import plan_cells, run_cells
+    from aubench.cells import plan_cells, run_cells
     from aubench.leaderboard import write_leaderboard
     from aubench.metrics import mean_std
     from aubench.registry import get_registry
@@ -240,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     groups: dict[tuple[str, str], list[float]] = {}
     for o in outcomes:
         if o.record is not None:
-            groups.setdefault((o.cell.method, o.cell.protocol.id), []).append(o.record["f1_avg"])
+            groups.setdefault((o.cell.method, o.cell.protocol.id), []).append(o.record.f1_avg)
     for (method, proto), f1s in sorted(groups.items()):
         mean, std = mean_std(f1s)
         print(f"{method:28s} {proto:34s} F1 {mean:5.1f} ± {std:4.1f}  ({len(f1s)} cell(s))")

@@ -3,103 +3,46 @@
 A cell is isolated: it reads prepared data, trains with the recipe on the fold's training subjects
 only, predicts the test subjects with the final (or validation-selected) weights, and writes its
 result record atomically. A checkpoint after every epoch lets an interrupted cell resume where it
-stopped; a finished record is never overwritten unless asked.
+stopped; a finished record is never overwritten unless asked. The model contract a plugin
+implements is written once, in :class:`aubench.specs.ModelSpec`.
 
-Model contract (see also :class:`aubench.specs.ModelSpec`): ``forward(batch) -> dict`` with
-``logits`` [B, K] (K = the protocol's training AUs) or ``probs``; optional methods:
-
-``configure_optimizers(optim, sched, steps_per_epoch, epochs)``
-    returns a list of ``{"optimizer", "scheduler" (optional), "start_epoch" (optional, 0-based)}``
-    for methods with several optimisers or warm-up (an optimiser is not stepped before its
-    ``start_epoch``); without it the engine builds one optimiser from ``optim``/``sched`` over
-    ``model.param_groups(optim)`` if defined, else over all trainable parameters.
-``extract_frozen(batch) -> Tensor``
-    features of a frozen backbone; with it the engine may cache features once
-    (``engine.cache_features``) and then passes them as ``batch["features"]``.
-``on_epoch_start(epoch)``
-    called before each epoch (0-based), e.g. to anneal a temperature.
-``record_extras() -> dict``
-    JSON-able facts about the trained model saved in the result record (e.g. MONET's soft order).
+The parts live in modules named after them: :mod:`aubench.cells` (planning and sweeps),
+:mod:`aubench.split` (protocol fold → subjects), :mod:`aubench.build` (model, losses, optimisers),
+:mod:`aubench.checkpoints` (resume state and final weights), :mod:`aubench.records` (the record).
+This module keeps the device, seeding, the fit loop, prediction and the frozen-feature cache.
 """
 from __future__ import annotations
 
-import json
-import math
 import random
 import time
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aubench.errors import AubenchError, ConfigError, DatasetError, NonFiniteLossError
-from aubench.results import RECORD_SCHEMA_VERSION, atomic_write_json, cell_dir, environment, variant_name
-from aubench.specs import Fold, ProtocolSpec, resolve_factory
+from aubench.build import build_losses, build_model, build_optimizers
+from aubench.checkpoints import (
+    cell_meta,
+    discard_resume_state,
+    load_init_weights,
+    load_resume_state,
+    save_resume_state,
+    save_weights,
+)
+from aubench.errors import ConfigError, DatasetError, NonFiniteLossError, ResultExistsError
+from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord
+from aubench.split import CellData, split_cell
 
-__all__ = ["Cell", "plan_cells", "run_cell", "select_device", "CellOutcome"]
+if TYPE_CHECKING:
+    import torch
+    from omegaconf import DictConfig
 
+    from aubench.cells import Cell
+    from aubench.data.loader import FrameBatches
+    from aubench.registry import Registry
+    from aubench.stats import TrainStats
 
-@dataclass
-class Cell:
-    """One unit of work: a method recipe on one fold of one protocol with one seed."""
-
-    method: str
-    protocol: ProtocolSpec
-    fold: Fold
-    seed: int
-    preset: str
-    run_dir: Path
-    config_hash: str
-    config: Any = field(repr=False, default=None)
-
-    @property
-    def label(self) -> str:
-        return f"{self.method} [{self.preset}] {self.protocol.id} fold {self.fold.name} seed {self.seed}"
-
-    @property
-    def record_path(self) -> Path:
-        return self.run_dir / "record.json"
-
-
-@dataclass
-class CellOutcome:
-    cell: Cell
-    status: str  # "done" | "skipped" | "failed"
-    record: dict[str, Any] | None = None
-    error: str | None = None
-    seconds: float = 0.0
-
-
-def plan_cells(registry: Any, method: str, protocol: str, *, folds: list[str] | None = None,
-               seeds: list[int] | None = None, overrides: list[str] = (), runs_dir: Path | str = "runs") -> list[Cell]:
-    """Expand a method × protocol request into cells, composing the recipe once.
-
-    ``seeds`` default to the recipe's ``seed`` (0 unless overridden with ``seed=...``).
-    """
-    from aubench.config import compose, config_hash
-
-    proto = registry.get("protocol", protocol)
-    synthetic = registry.get("dataset", proto.train_dataset).synthetic
-    cfg = compose(method, overrides, registry=registry, synthetic=synthetic)
-    chash = config_hash(cfg)
-    variant = variant_name(cfg.preset, list(cfg.overrides), chash)
-    chosen = proto.folds if not folds else [_fold(proto, f) for f in folds]
-    seeds = [int(cfg.seed)] if seeds is None else seeds
-    return [Cell(method=registry.get("method", method).name, protocol=proto, fold=f, seed=int(s), preset=cfg.preset,
-                 run_dir=cell_dir(Path(runs_dir), proto.id, registry.get("method", method).name, variant, f.name, int(s)),
-                 config_hash=chash, config=cfg)
-            for f in chosen for s in seeds]
-
-
-def _fold(proto: ProtocolSpec, key: str) -> Fold:
-    try:
-        return proto.fold(key)
-    except KeyError:
-        from aubench.errors import UnknownNameError
-
-        raise UnknownNameError(f"fold of {proto.id}", str(key), [f.name for f in proto.folds]) from None
+__all__ = ["run_cell", "select_device", "Runtime"]
 
 
 def select_device(requested: str = "auto") -> str:
@@ -112,156 +55,111 @@ def select_device(requested: str = "auto") -> str:
     return requested
 
 
-def _seed_everything(seed: int) -> None:
-    import torch
+@dataclass
+class Runtime:
+    """Where and how a cell computes: device, bf16 autocast and channels_last (both on CUDA only)."""
 
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
+    device: str
+    amp: bool
+    channels_last: bool
+
+    @classmethod
+    def for_cell(cls, cell: Cell) -> Runtime:
+        """Seed every generator with the cell's seed and pick the device the recipe asks for."""
+        import torch
+
+        engine = cell.config.engine
+        random.seed(cell.seed)
+        np.random.seed(cell.seed % (2**32))
+        torch.manual_seed(cell.seed)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        if engine.get("threads"):
+            torch.set_num_threads(int(engine.threads))
+        device = select_device(str(engine.device))
+        on_cuda = device.startswith("cuda")
+        return cls(device, bool(engine.amp) and on_cuda, bool(engine.channels_last) and on_cuda)
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def autocast(self) -> Any:
+        import torch
+
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.amp)
+
+    def place(self, model: torch.nn.Module) -> None:
+        import torch
+
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
 
 
-# --------------------------------------------------------------------------- data
+# --------------------------------------------------------------------------- data on the device
 
 
 @dataclass
-class _CellData:
-    train_ds: Any
-    test_ds: Any
-    train_rows: np.ndarray
-    test_rows: np.ndarray
-    val_rows: np.ndarray
-    train_aus: tuple[int, ...]
-    eval_aus: tuple[int, ...]
-    train_subjects: list[str]
-    val_subjects: list[str]
+class FrameSets:
+    """The cell's frames as batch sources, and the frozen-backbone features cached for each."""
+
+    train: FrameBatches
+    test: FrameBatches
+    val: FrameBatches | None
+    caches: dict[str, Any] = field(default_factory=dict)
 
 
-def _cell_data(cell: Cell, registry: Any, cfg: Any, progress: bool) -> _CellData:
-    from aubench.data.prepared import ensure_prepared
+def _frame_sets(data: CellData, inputs: tuple[str, ...], threshold: int) -> FrameSets:
+    from aubench.data.loader import FrameBatches
 
-    proto = cell.protocol
-    train_ds = ensure_prepared(registry.get("dataset", proto.train_dataset), progress=progress)
-    test_ds = train_ds if not proto.cross_dataset else ensure_prepared(
-        registry.get("dataset", proto.test_dataset), progress=progress)
-    test_subjects = list(cell.fold.test_subjects)
-    if cell.fold.train_subjects is not None:
-        train_subjects = list(cell.fold.train_subjects)
-    else:
-        train_subjects = [s for s in train_ds.subjects if proto.cross_dataset or s not in set(test_subjects)]
-    if not proto.cross_dataset and set(train_subjects) & set(test_subjects):
-        raise ConfigError(f"{proto.id} fold {cell.fold.name}: subjects {sorted(set(train_subjects) & set(test_subjects))} "
-                          "are in both the training and the test set")
-    val_subjects: list[str] = []
-    if cfg.selection.rule == "val":
-        n_val = int(cfg.selection.val_subjects)
-        if not 0 < n_val < len(train_subjects):
-            raise ConfigError(f"selection.val_subjects={n_val} must be between 1 and {len(train_subjects) - 1}")
-        rng = np.random.default_rng(cell.seed)
-        val_subjects = sorted(rng.choice(sorted(train_subjects), n_val, replace=False).tolist())
-        train_subjects = [s for s in train_subjects if s not in set(val_subjects)]
-    elif cfg.selection.rule != "final":
-        raise ConfigError(f"selection.rule={cfg.selection.rule!r}; use 'final' or 'val'")
-    train_aus = tuple(getattr(proto, "train_aus", None) or proto.eval_aus)
-    missing = [a for a in proto.eval_aus if a not in train_aus]
-    if missing:
-        raise ConfigError(f"{proto.id}: evaluated AUs {missing} are not among the trained AUs {train_aus}")
-    return _CellData(train_ds, test_ds, train_ds.rows_for(train_subjects), test_ds.rows_for(test_subjects),
-                     train_ds.rows_for(val_subjects) if val_subjects else np.zeros(0, int),
-                     train_aus, tuple(proto.eval_aus), train_subjects, val_subjects)
+    y_tr, m_tr = data.train_ds.labels(data.train_aus, threshold)
+    y_te, m_te = data.test_ds.labels(data.eval_aus, threshold)
+
+    def frames(ds: Any, rows: np.ndarray, y: np.ndarray, m: np.ndarray) -> FrameBatches:
+        return FrameBatches(ds, rows, y[rows], m[rows], inputs)
+
+    return FrameSets(frames(data.train_ds, data.train_rows, y_tr, m_tr), frames(data.test_ds, data.test_rows, y_te, m_te),
+                     frames(data.train_ds, data.val_rows, y_tr, m_tr) if len(data.val_rows) else None)
 
 
-# --------------------------------------------------------------------------- building
+def _train_stats(cell: Cell, sets: FrameSets, aus: tuple[int, ...]) -> TrainStats:
+    from aubench.stats import TrainStats
+
+    stats = TrainStats.from_labels(aus, sets.train.labels, sets.train.mask)
+    if (stats.valid == 0).any():
+        raise DatasetError(f"{cell.label}: AUs {[a for a, v in zip(aus, stats.valid) if v == 0]} have no "
+                           "labelled training frames; this protocol cannot train them")
+    return stats
 
 
-def _build_losses(cfg: Any, registry: Any) -> list[tuple[str, float, Any]]:
-    from omegaconf import OmegaConf
+def _check_input_kind(model: torch.nn.Module, cell: Cell, data: CellData) -> None:
+    """Vector datasets (``batch["x"]``) need a model that reads vectors (``model.vector_input``), and vice versa.
 
-    items = cfg.loss if OmegaConf.is_list(cfg.loss) else [cfg.loss]
-    losses = []
-    for item in items:
-        params = OmegaConf.to_container(item, resolve=True)
-        name = params.pop("name")
-        weight = float(params.pop("weight", 1.0))
-        spec = registry.get("loss", name)
-        try:
-            losses.append((name, weight, resolve_factory(spec.factory)(**params)))
-        except TypeError as exc:
-            raise ConfigError(f"loss {name!r} rejected its parameters {params}: {exc}") from exc
-    return losses
-
-
-def _build_model(cfg: Any, registry: Any, au_set: tuple[int, ...], stats: Any) -> tuple[Any, tuple[str, ...]]:
-    from omegaconf import OmegaConf
-
-    params = OmegaConf.to_container(cfg.model, resolve=True)
-    name = params.pop("name")
-    spec = registry.get("model", name)
-    try:
-        model = resolve_factory(spec.factory)(au_set=au_set, stats=stats, **params)
-    except TypeError as exc:
-        raise ConfigError(f"model {name!r} rejected its parameters {params}: {exc}") from exc
-    return model, tuple(spec.inputs)
-
-
-def _check_input_kind(model: Any, cfg: Any, data: Any) -> None:
-    """Vector datasets (``batch["x"]``) need a model that reads vectors (``model.vector_input``), and vice versa."""
+    The message quotes the protocol's description, where a plugin says how its protocol is run.
+    """
     for ds in {id(d): d for d in (data.train_ds, data.test_ds)}.values():
         vector_data = ds.features is not None
         if vector_data != bool(getattr(model, "vector_input", False)):
             have, need = ("feature vectors", "images") if vector_data else ("images", "vectors")
-            hint = (f"use a model that reads batch['x']: the monet recipes' `preset=toy`, or `model.input_dim="
-                    f"{ds.features.shape[1]}` for the multitask model" if vector_data else "drop model.input_dim")
-            raise ConfigError(f"dataset {ds.name} holds {have} but model {cfg.model.name!r} takes {need}: {hint}")
+            hint = ("use a model (or a recipe preset) that reads batch['x'] and sets `vector_input = True`; the "
+                    f"vectors have {ds.features.shape[1]} dimensions" if vector_data else
+                    "use a model that reads batch['image']")
+            about = f" ({cell.protocol.id}: {cell.protocol.description})" if cell.protocol.description else ""
+            raise ConfigError(f"dataset {ds.name} holds {have} but model {cell.config.model.name!r} takes {need}: "
+                              f"{hint}{about}")
 
 
-def _build_optimizers(model: Any, cfg: Any, steps_per_epoch: int, epochs: int) -> list[dict[str, Any]]:
-    import torch
-    from omegaconf import OmegaConf
+def _to_device(batch: dict[str, Any], rt: Runtime, cfg: DictConfig, gen: torch.Generator | None) -> dict[str, Any]:
+    """Move a batch to the device; augment it (training, ``gen`` given), scale and normalise the image.
 
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    sched = OmegaConf.to_container(cfg.sched, resolve=True) if cfg.get("sched") else {"name": "none"}
-    if hasattr(model, "configure_optimizers"):
-        return list(model.configure_optimizers(optim, sched, steps_per_epoch, epochs))
-    groups = model.param_groups(optim) if hasattr(model, "param_groups") else [
-        p for p in model.parameters() if p.requires_grad]
-    name = optim.pop("name", "adamw").lower()
-    classes = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-    if name not in classes:
-        raise ConfigError(f"optim.name={name!r}; use one of {sorted(classes)}")
-    if "betas" in optim:
-        optim["betas"] = tuple(optim["betas"])
-    opt = classes[name](groups, **optim)
-    return [{"optimizer": opt, "scheduler": build_scheduler(opt, sched), "start_epoch": 0}]
-
-
-def build_scheduler(opt: Any, sched: dict[str, Any]) -> Any:
-    """Per-epoch learning-rate schedules named in recipes: none, step, exponential, cosine."""
-    import torch
-
-    sched = dict(sched)
-    name = sched.pop("name", "none")
-    if name == "none":
-        return None
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=int(sched["step_size"]), gamma=float(sched["gamma"]))
-    if name == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=float(sched["gamma"]))
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(sched["t_max"]))
-    raise ConfigError(f"sched.name={name!r}; use none, step, exponential or cosine")
-
-
-# --------------------------------------------------------------------------- running
-
-
-def _to_device(batch: dict[str, Any], device: str, channels_last: bool, cfg: Any, gen: Any | None) -> dict[str, Any]:
+    Landmarks and parsing maps follow the image to the model's input size.
+    """
     import torch
 
     from aubench.data.augment import augment_batch, normalise
 
-    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out = {k: v.to(rt.device, non_blocking=True) for k, v in batch.items()}
     if "image" not in out:  # a vector dataset: batch["x"] goes to the model as it is
         return out
     out["image"] = out["image"].float() / 255.0
@@ -272,7 +170,7 @@ def _to_device(batch: dict[str, Any], device: str, channels_last: bool, cfg: Any
     out["image"] = normalise(out["image"], inp.get("mean", (0.5, 0.5, 0.5)), inp.get("std", (0.5, 0.5, 0.5)),
                              inp.get("size"))
     size = out["image"].shape[-1]
-    if size != stored:  # landmarks and parsing maps follow the image to the model's input size
+    if size != stored:
         if "landmarks" in out:
             out["landmarks"] = out["landmarks"].float() * (size / stored)
         if "parsing" in out:
@@ -280,179 +178,139 @@ def _to_device(batch: dict[str, Any], device: str, channels_last: bool, cfg: Any
 
             out["parsing"] = F.interpolate(out["parsing"][:, None].float(), size=(size, size),
                                            mode="nearest")[:, 0].to(torch.uint8)
-    if channels_last:
+    if rt.channels_last:
         out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
     return out
 
 
-def _predict(model: Any, loader: Any, device: str, cfg: Any, amp: bool, channels_last: bool,
-             cache: Any = None) -> np.ndarray:
+def _batches(frames: FrameBatches, rt: Runtime, cfg: DictConfig, cache: Any) -> Any:
+    """Evaluation batches in row order, on the device, with cached features when there are some."""
+    from aubench.data.loader import make_loader
+
+    for batch in make_loader(frames, int(cfg.engine.eval_batch_size), shuffle=False):
+        b = _to_device(batch, rt, cfg, None)
+        if cache is not None:
+            b["features"] = cache[batch["pos"]].to(rt.device)
+        yield b
+
+
+def predict(model: torch.nn.Module, frames: FrameBatches, rt: Runtime, cfg: DictConfig,
+            cache: Any = None) -> np.ndarray:
+    """Probabilities [N, K] for every frame of ``frames`` in row order (``probs`` or sigmoid of ``logits``)."""
     import torch
 
     model.eval()
     outs = []
-    with torch.no_grad(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
-        for batch in loader:
-            b = _to_device(batch, device, channels_last, cfg, None)
-            if cache is not None:
-                b["features"] = cache[batch["pos"]].to(device)
+    with torch.inference_mode(), rt.autocast():
+        for b in _batches(frames, rt, cfg, cache):
             res = model(b)
             probs = res["probs"] if "probs" in res else torch.sigmoid(res["logits"].float())
             outs.append(probs.float().cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
-def _feature_cache(model: Any, ds: Any, device: str, cfg: Any, amp: bool, channels_last: bool) -> Any:
-    import torch
+def _cache_features(model: torch.nn.Module, sets: FrameSets, rt: Runtime, cfg: DictConfig) -> None:
+    """Frozen-backbone features, computed once per frame set, when the model can and the recipe allows it.
 
-    from aubench.data.loader import make_loader
-
-    chunks = []
-    model.eval()
-    with torch.no_grad(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
-        for batch in make_loader(ds, int(cfg.engine.eval_batch_size), shuffle=False):
-            chunks.append(model.extract_frozen(_to_device(batch, device, channels_last, cfg, None)).to(
-                torch.float16).cpu())
-    return torch.cat(chunks)
-
-
-def _save_checkpoint(path: Path, model: Any, opts: list[dict[str, Any]], epoch: int, extra: dict[str, Any]) -> None:
-    import torch
-
-    state = {"model": model.state_dict(), "epoch": epoch, **extra,
-             "optimizers": [o["optimizer"].state_dict() for o in opts],
-             "schedulers": [o["scheduler"].state_dict() if o.get("scheduler") else None for o in opts],
-             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "py_rng": random.getstate()}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def run_cell(cell: Cell, registry: Any, *, overwrite: bool = False, progress: bool = True,
-             stop_after_epoch: int | None = None) -> dict[str, Any]:
-    """Train and evaluate one cell; return its result record.
-
-    ``stop_after_epoch`` interrupts training after that epoch (leaving a checkpoint), as a crash
-    would; it exists so resume can be tested.
+    ``engine.cache_features``: ``true``, ``false``, or ``auto`` (cache when the recipe has no
+    augmentation, since features of augmented frames differ every step).
     """
     import torch
-    from omegaconf import OmegaConf
+
+    mode = cfg.engine.cache_features
+    if not hasattr(model, "extract_frozen") or not (mode is True or (mode == "auto" and not cfg.get("augment"))):
+        return
+    model.eval()
+    for key in ("train", "test", "val"):
+        frames = getattr(sets, key)
+        if frames is None:
+            continue
+        with torch.inference_mode(), rt.autocast():
+            chunks = [model.extract_frozen(b).to(torch.float16).cpu() for b in _batches(frames, rt, cfg, None)]
+        sets.caches[key] = torch.cat(chunks).clone()  # a normal tensor, usable outside inference mode
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    train_seconds: float
+    resumed_epochs: int
+
+
+def _step(model: Any, losses: list[tuple[str, float, Any]], b: dict[str, Any], stats: TrainStats, rt: Runtime,
+          opts: list[dict[str, Any]], epoch: int, step: int) -> dict[str, float]:
+    """One optimisation step; returns the loss terms (floats)."""
+    import torch
+
+    with rt.autocast():
+        outputs = model(b)
+    outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
+    total, terms = 0.0, {}
+    for name, weight, loss_fn in losses:
+        value, sub = loss_fn(outputs, b, stats)
+        total = total + weight * value
+        terms[name] = float(value.detach())
+        terms.update({f"{name}/{k}": float(v) for k, v in sub.items()})
+    if not torch.isfinite(total):
+        raise NonFiniteLossError(epoch + 1, step, {"total": float(total.detach()), **terms})
+    for o in opts:
+        o["optimizer"].zero_grad(set_to_none=True)
+    total.backward()
+    for o in opts:
+        if epoch >= int(o.get("start_epoch", 0)):
+            o["optimizer"].step()
+    terms["loss"] = float(total.detach())
+    return terms
+
+
+def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets, stats: TrainStats, rt: Runtime,
+        *, resume: bool = True, progress: bool = True) -> FitResult:
+    """Train for ``epochs`` (resuming from ``checkpoint.pt`` when it exists and ``resume``).
+
+    After every epoch: schedulers step, validation F1 is measured (``selection.rule=val``; the best
+    epoch's weights are kept), the resume state is written, then ``aubench_epoch_end`` fires. On
+    return the model holds the weights to evaluate.
+    """
+    import torch
     from tqdm.auto import tqdm
 
-    from aubench.data.loader import FrameBatches, make_loader
-    from aubench.metrics import au_metrics, moving_average
-    from aubench.stats import TrainStats
+    from aubench.data.loader import make_loader
+    from aubench.metrics import au_metrics
 
-    cfg = cell.config
-    if cell.record_path.exists() and not overwrite:
-        from aubench.errors import ResultExistsError
-
-        raise ResultExistsError(f"{cell.record_path} exists; pass --overwrite to replace it")
-    cell.run_dir.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
-    _seed_everything(cell.seed)
-    device = select_device(str(cfg.engine.device))
-    on_cuda = device.startswith("cuda")
-    amp = bool(cfg.engine.amp) and on_cuda
-    channels_last = bool(cfg.engine.channels_last) and on_cuda
-    if cfg.engine.get("threads"):
-        torch.set_num_threads(int(cfg.engine.threads))
-
-    data = _cell_data(cell, registry, cfg, progress)
-    thr = cell.protocol.positive_threshold
-    y_tr, m_tr = data.train_ds.labels(data.train_aus, thr)
-    y_te, m_te = data.test_ds.labels(data.eval_aus, thr)
-    stats = TrainStats.from_labels(data.train_aus, y_tr[data.train_rows], m_tr[data.train_rows])
-    if (stats.valid == 0).any():
-        raise DatasetError(f"{cell.label}: AUs {[a for a, v in zip(data.train_aus, stats.valid) if v == 0]} have no "
-                           "labelled training frames; this protocol cannot train them")
-
-    model, inputs = _build_model(cfg, registry, data.train_aus, stats)
-    _check_input_kind(model, cfg, data)
-    init_from = _init_from_checkpoint(model, cfg, cell, data) if cfg.get("init") and cfg.init.checkpoint else None
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    losses = _build_losses(cfg, registry)
-    train_set = FrameBatches(data.train_ds, data.train_rows, y_tr[data.train_rows], m_tr[data.train_rows], inputs)
-    test_set = FrameBatches(data.test_ds, data.test_rows, y_te[data.test_rows], m_te[data.test_rows], inputs)
-    val_set = (FrameBatches(data.train_ds, data.val_rows, y_tr[data.val_rows], m_tr[data.val_rows], inputs)
-               if len(data.val_rows) else None)
-    eval_cols = [data.train_aus.index(a) for a in data.eval_aus]
-
-    cache_mode = cfg.engine.cache_features
-    use_cache = hasattr(model, "extract_frozen") and (
-        cache_mode is True or (cache_mode == "auto" and not cfg.get("augment")))
-    caches = {}
-    if use_cache:
-        for key, ds in (("train", train_set), ("test", test_set), ("val", val_set)):
-            if ds is not None:
-                caches[key] = _feature_cache(model, ds, device, cfg, amp, channels_last)
-
-    batch_size = int(cfg.batch_size)
-    epochs = int(cfg.epochs)
-    steps_per_epoch = max(1, math.ceil(len(train_set) / batch_size))
-    opts = _build_optimizers(model, cfg, steps_per_epoch, epochs)
+    cfg, losses = cell.config, build_losses(cell.config, registry)
+    batch_size, epochs = int(cfg.batch_size), int(cfg.epochs)
+    loader_kw = {"num_workers": int(cfg.engine.num_workers), "pin_memory": rt.on_cuda, "drop_last": True}
+    steps_per_epoch = len(make_loader(sets.train, batch_size, shuffle=True, **loader_kw))
+    opts = build_optimizers(model, cfg, steps_per_epoch, epochs)
     fwd = torch.compile(model) if cfg.engine.compile else model
-
-    ckpt_path = cell.run_dir / "checkpoint.pt"
-    start_epoch, history, best = 0, [], {"score": -1.0, "epoch": None, "state": None}
-    if ckpt_path.exists() and not overwrite:
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("config_hash") == cell.config_hash:
-            model.load_state_dict(state["model"])
-            for o, s, sc in zip(opts, state["optimizers"], state["schedulers"]):
-                o["optimizer"].load_state_dict(s)
-                if sc is not None and o.get("scheduler"):
-                    o["scheduler"].load_state_dict(sc)
-            start_epoch, history = int(state["epoch"]), list(state.get("history", []))
-            best = state.get("best", best)
-            torch.set_rng_state(state["torch_rng"])
-            np.random.set_state(state["numpy_rng"])
-            random.setstate(state["py_rng"])
-    (cell.run_dir / "failed.json").unlink(missing_ok=True)
-    registry.hook.aubench_cell_start(cell=cell, config=cfg)
-
-    bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=cell.label, unit="step",
+    state = load_resume_state(cell.run_dir, model, opts, cell.config_hash, rt.device) if resume else None
+    start = state.epoch if state else 0
+    history = list(state.history or []) if state else []
+    best = (state.best if state else None) or {"score": -1.0, "epoch": None, "state": None}
+    bar = tqdm(total=epochs * steps_per_epoch, initial=start * steps_per_epoch, desc=cell.label, unit="step",
                disable=not progress, leave=False)
     train_seconds = 0.0
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start, epochs):
         if hasattr(model, "on_epoch_start"):
             model.on_epoch_start(epoch)
         model.train()
         gen = torch.Generator().manual_seed(cell.seed * 100003 + epoch)
-        loader = make_loader(train_set, batch_size, shuffle=True, seed=cell.seed * 7919 + epoch,
-                             num_workers=int(cfg.engine.num_workers), pin_memory=on_cuda, drop_last=True)
         sums: dict[str, float] = {}
         n_img, n_steps, t0 = 0, 0, time.time()
-        for step, batch in enumerate(loader):
-            b = _to_device(batch, device, channels_last, cfg, gen)
-            if use_cache:
-                b["features"] = caches["train"][batch["pos"]].to(device)
-            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
-                outputs = fwd(b)
-            outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
-            total, terms = 0.0, {}
-            for name, weight, loss_fn in losses:
-                value, sub = loss_fn(outputs, b, stats)
-                total = total + weight * value
-                terms[name] = float(value.detach())
-                terms.update({f"{name}/{k}": float(v) for k, v in sub.items()})
-            if not torch.isfinite(total):
-                raise NonFiniteLossError(epoch + 1, step, {"total": float(total.detach()), **terms})
-            for o in opts:
-                o["optimizer"].zero_grad(set_to_none=True)
-            total.backward()
-            for o in opts:
-                if epoch >= int(o.get("start_epoch", 0)):
-                    o["optimizer"].step()
-            terms["loss"] = float(total.detach())
-            for k, v in terms.items():
+        for step, batch in enumerate(make_loader(sets.train, batch_size, shuffle=True, seed=cell.seed * 7919 + epoch,
+                                                 **loader_kw)):
+            b = _to_device(batch, rt, cfg, gen)
+            if "train" in sets.caches:
+                b["features"] = sets.caches["train"][batch["pos"]].to(rt.device)
+            for k, v in _step(fwd, losses, b, stats, rt, opts, epoch, step).items():
                 sums[k] = sums.get(k, 0.0) + v
-            n_img += len(b["labels"])
-            n_steps += 1
+            n_img, n_steps = n_img + len(b["labels"]), n_steps + 1
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{terms['loss']:.4f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / n_steps:.4f}")
         for o in opts:
             if o.get("scheduler") is not None and epoch >= int(o.get("start_epoch", 0)):
                 o["scheduler"].step()
@@ -461,29 +319,41 @@ def run_cell(cell: Cell, registry: Any, *, overwrite: bool = False, progress: bo
         logs = {k: v / max(n_steps, 1) for k, v in sums.items()}
         logs.update({"epoch": epoch + 1, "seconds": dt, "images_per_s": n_img / max(dt, 1e-9),
                      "lr": float(opts[0]["optimizer"].param_groups[0]["lr"])})
-        if val_set is not None:
-            vp = _predict(model, make_loader(val_set, int(cfg.engine.eval_batch_size), shuffle=False), device, cfg,
-                          amp, channels_last, caches.get("val"))
-            logs["val_f1"] = au_metrics(vp, val_set.labels, val_set.mask, data.train_aus)["f1_avg"]
+        if sets.val is not None:
+            vp = predict(model, sets.val, rt, cfg, sets.caches.get("val"))
+            logs["val_f1"] = au_metrics(vp, sets.val.labels, sets.val.mask, stats.au_set)["f1_avg"]
             if logs["val_f1"] > best["score"]:
                 best = {"score": logs["val_f1"], "epoch": epoch + 1,
                         "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         history.append(logs)
+        save_resume_state(cell.run_dir, model, opts, epoch + 1, cell.config_hash, history, best)
         registry.hook.aubench_epoch_end(cell=cell, epoch=epoch + 1, logs=logs)
-        _save_checkpoint(ckpt_path, model, opts, epoch + 1, {"config_hash": cell.config_hash, "history": history,
-                                                               "best": best})
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
-            bar.close()
-            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} (checkpoint kept at {ckpt_path})")
     bar.close()
-
     if best["state"] is not None:
         model.load_state_dict(best["state"])
-    t_eval = time.time()
-    probs = _predict(model, make_loader(test_set, int(cfg.engine.eval_batch_size), shuffle=False), device, cfg, amp,
-                     channels_last, caches.get("test"))
-    # test_set batches come back in row order (sequential sampler, sorted rows)
-    probs = probs[:, eval_cols]
+    return FitResult(history, best["epoch"], train_seconds, start)
+
+
+# --------------------------------------------------------------------------- evaluating
+
+
+@dataclass
+class Evaluation:
+    probs: np.ndarray  # [N, len(eval_aus)], post-processed
+    metrics: dict[str, Any]
+    index: Any  # the test frames' rows of the prepared index (subject, video, frame)
+    seconds: float
+
+
+def evaluate(model: torch.nn.Module, cell: Cell, data: CellData, sets: FrameSets, rt: Runtime) -> Evaluation:
+    """Predict the test frames, keep the evaluated AUs, post-process, score; store ``predictions.npz``."""
+    from omegaconf import OmegaConf
+
+    from aubench.metrics import au_metrics, moving_average
+
+    t0, cfg = time.time(), cell.config
+    probs = predict(model, sets.test, rt, cfg, sets.caches.get("test"))  # row order: sequential sampler
+    probs = probs[:, [data.train_aus.index(a) for a in data.eval_aus]]
     index = data.test_ds.index.iloc[data.test_rows]
     pp = OmegaConf.to_container(cfg.postprocess, resolve=True)
     if pp.get("name", "none") == "moving_average":
@@ -491,140 +361,85 @@ def run_cell(cell: Cell, registry: Any, *, overwrite: bool = False, progress: bo
         probs = moving_average(probs, groups, index["frame"].to_numpy(), int(pp["window"]))
     elif pp.get("name", "none") != "none":
         raise ConfigError(f"postprocess.name={pp['name']!r}; use none or moving_average")
-    metrics = au_metrics(probs, test_set.labels, test_set.mask, data.eval_aus)
-    eval_seconds = time.time() - t_eval
-
-    np.savez_compressed(cell.run_dir / "predictions.npz", probs=probs.astype(np.float32), labels=test_set.labels,
-                        mask=test_set.mask, subject=index["subject"].to_numpy().astype(str),
+    metrics = au_metrics(probs, sets.test.labels, sets.test.mask, data.eval_aus)
+    np.savez_compressed(cell.run_dir / "predictions.npz", probs=probs.astype(np.float32), labels=sets.test.labels,
+                        mask=sets.test.mask, subject=index["subject"].to_numpy().astype(str),
                         video=index["video"].to_numpy().astype(str), frame=index["frame"].to_numpy(),
                         aus=np.array(data.eval_aus))
-    _save_weights(model, cell, data, stats)
-    record = {
-        "schema_version": RECORD_SCHEMA_VERSION,
-        "method": cell.method, "preset": cell.preset, "overrides": list(cfg.overrides),
-        "config_hash": cell.config_hash,
-        "dataset": data.test_ds.name, "train_dataset": data.train_ds.name,
-        "protocol": cell.protocol.name, "protocol_version": cell.protocol.version, "protocol_id": cell.protocol.id,
-        "fold": cell.fold.name, "test_subject_hash": cell.fold.test_hash, "test_subjects": list(cell.fold.test_subjects),
-        "train_subjects": data.train_subjects, "val_subjects": data.val_subjects, "seed": cell.seed,
-        "aus": list(data.eval_aus), "train_aus": list(data.train_aus), "positive_threshold": thr,
-        "per_au": metrics["per_au"], "f1_avg": metrics["f1_avg"], "threshold": metrics["threshold"],
-        "n_test_frames": int(len(test_set)), "n_train_frames": int(len(train_set)),
-        "init_checkpoint": init_from,
-        "selection": ("final weights after a fixed schedule" if cfg.selection.rule == "final" else
-                      f"best epoch ({best['epoch']}) by F1 on {len(data.val_subjects)} held-out training subjects"),
-        "postprocess": pp,
-        "data": {"train_fingerprint": data.train_ds.fingerprint, "test_fingerprint": data.test_ds.fingerprint,
-                 "preprocessing_id": data.test_ds.meta.get("preprocessing_id"),
-                 "detection_failed_fraction": data.test_ds.meta.get("detection_failed_fraction")},
-        "train_stats": stats.as_dict(),
-        "model_extras": model.record_extras() if hasattr(model, "record_extras") else {},
-        "history": history,
-        "timings": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
-                    "total_seconds": time.time() - t_start},
-        "environment": environment(device),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-    atomic_write_json(cell.record_path, record)
-    ckpt_path.unlink(missing_ok=True)
-    return record
+    return Evaluation(probs, metrics, index, time.time() - t0)
 
 
-def _init_from_checkpoint(model: Any, cfg: Any, cell: Cell, data: _CellData) -> dict[str, Any]:
-    """Start from an earlier cell's weights, refusing any trained on this cell's test subjects.
-
-    The checkpoint's metadata names its training dataset and subjects; when that dataset is the one
-    this cell tests on and the subject lists overlap, the numbers would be contaminated.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(str(cfg.init.checkpoint)).expanduser()
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.is_file():
-        raise ConfigError(f"init.checkpoint={cfg.init.checkpoint!r} is not a model.safetensors file (or a cell folder)")
-    with safe_open(str(path), "pt") as fh:
-        meta = fh.metadata() or {}
-    trained_on = set(filter(None, meta.get("train_subjects", "").split(",")))
-    overlap = sorted(trained_on & set(cell.fold.test_subjects))
-    if meta.get("train_dataset") == data.test_ds.name and overlap:
-        raise ConfigError(
-            f"init.checkpoint {path} was trained on {meta.get('train_dataset')} subjects {overlap[:5]}"
-            f"{'...' if len(overlap) > 5 else ''}, which this cell ({cell.protocol.id} fold {cell.fold.name}) tests on. "
-            "Start from a checkpoint whose training subjects exclude this fold's test subjects."
-        )
-    state = load_file(str(path))
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if cfg.init.strict and len(usable) != len(own):
-        raise ConfigError(f"init.checkpoint {path}: {len(own) - len(usable)} tensors missing or of another shape; "
-                          "set init.strict=false to load the matching ones")
-    model.load_state_dict(usable, strict=False)
-    return {"path": str(path), "protocol": meta.get("protocol"), "fold": meta.get("fold"),
-            "train_dataset": meta.get("train_dataset"), "test_subject_hash": meta.get("test_subject_hash"),
-            "loaded_tensors": len(usable), "skipped_tensors": len(own) - len(usable)}
-
-
-def _save_weights(model: Any, cell: Cell, data: _CellData, stats: Any) -> None:
-    """Final weights as safetensors with the metadata a checkpoint must carry (AU order, fold hash, ...)."""
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"method": cell.method, "preset": cell.preset, "protocol": cell.protocol.id, "fold": cell.fold.name,
-            "test_subject_hash": cell.fold.test_hash, "train_subjects": ",".join(data.train_subjects),
-            "au_set": ",".join(map(str, data.train_aus)), "train_dataset": data.train_ds.name,
-            "train_fingerprint": data.train_ds.fingerprint, "config_hash": cell.config_hash, "threshold": "0.5",
-            "preprocessing_id": str(data.train_ds.meta.get("preprocessing_id")),
-            "config": json.dumps(_plain(cell.config))}
-    save_file(_dedupe_shared(state), str(cell.run_dir / "model.safetensors"), metadata=meta)
-
-
-def _plain(cfg: Any) -> Any:
+def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, model: Any, init: dict | None,
+            fitted: FitResult, ev: Evaluation, rt: Runtime, t_start: float) -> ResultRecord:
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(cfg, resolve=True)
+    from aubench.results import environment
+
+    cfg = cell.config
+    return ResultRecord(
+        schema_version=RECORD_SCHEMA_VERSION, method=cell.method, preset=cell.preset, overrides=list(cfg.overrides),
+        config_hash=cell.config_hash, dataset=data.test_ds.name, train_dataset=data.train_ds.name,
+        protocol=cell.protocol.name, protocol_version=cell.protocol.version, protocol_id=cell.protocol.id,
+        fold=cell.fold.name, test_subject_hash=cell.fold.test_hash, test_subjects=list(cell.fold.test_subjects),
+        train_subjects=data.train_subjects, val_subjects=data.val_subjects, seed=cell.seed,
+        aus=list(data.eval_aus), train_aus=list(data.train_aus), positive_threshold=cell.protocol.positive_threshold,
+        per_au=ev.metrics["per_au"], f1_avg=ev.metrics["f1_avg"], threshold=ev.metrics["threshold"],
+        n_test_frames=len(sets.test), n_train_frames=len(sets.train), init_checkpoint=init,
+        selection=("final weights after a fixed schedule" if cfg.selection.rule == "final" else
+                   f"best epoch ({fitted.best_epoch}) by F1 on {len(data.val_subjects)} held-out training subjects"),
+        postprocess=OmegaConf.to_container(cfg.postprocess, resolve=True),
+        data={"train_fingerprint": data.train_ds.fingerprint, "test_fingerprint": data.test_ds.fingerprint,
+              "preprocessing_id": data.test_ds.meta.get("preprocessing_id"),
+              "detection_failed_fraction": data.test_ds.meta.get("detection_failed_fraction")},
+        train_stats=stats.as_dict(),
+        model_extras=model.record_extras() if hasattr(model, "record_extras") else {},
+        history=fitted.history,
+        timings={"train_seconds": fitted.train_seconds, "eval_seconds": ev.seconds,
+                 "total_seconds": time.time() - t_start},
+        environment=environment(rt.device), config=OmegaConf.to_container(cfg, resolve=True))
 
 
-def _dedupe_shared(state: dict[str, Any]) -> dict[str, Any]:
-    seen: dict[int, str] = {}
-    out = {}
-    for k, v in state.items():
-        ptr = v.data_ptr()
-        out[k] = v.clone() if ptr in seen and v.numel() else v
-        seen.setdefault(ptr, k)
-    return out
+def _versions(registry: Registry, cell: Cell) -> dict[str, str]:
+    """aubench's version and the version of each plugin that built this cell's model and losses."""
+    from aubench import __version__
+
+    from omegaconf import OmegaConf
+
+    losses = cell.config.loss if OmegaConf.is_list(cell.config.loss) else [cell.config.loss]
+    owners = {registry.owner("model", cell.config.model.name)} | {registry.owner("loss", x.name) for x in losses}
+    return {"aubench": __version__, **{o: registry.plugin_version(o) for o in sorted(owners)}}
 
 
-def run_cells(cells: list[Cell], registry: Any, *, overwrite: bool = False, progress: bool = True,
-              echo: Any = print) -> list[CellOutcome]:
-    """Run cells one after another; a failing cell is recorded and the sweep goes on."""
-    outcomes = []
-    for cell in cells:
-        t0 = time.time()
-        if cell.record_path.exists() and not overwrite:
-            rec = json.loads(cell.record_path.read_text())
-            echo(f"skip  {cell.label}: finished before (F1 {rec['f1_avg']:.1f}; --overwrite to redo)")
-            outcomes.append(CellOutcome(cell, "skipped", rec))
-            continue
-        try:
-            record = run_cell(cell, registry, overwrite=overwrite, progress=progress)
-        except (Exception, KeyboardInterrupt) as exc:  # isolate the cell
-            if isinstance(exc, KeyboardInterrupt) and not str(exc).startswith("stopped after epoch"):
-                raise
-            tb = traceback.format_exc()
-            cell.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(cell.run_dir / "failed.json", {"cell": cell.label, "error": f"{type(exc).__name__}: {exc}",
-                                                              "traceback": tb, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            registry.hook.aubench_cell_end(cell=cell, record=None, error=exc)
-            msg = str(exc) if isinstance(exc, AubenchError) else f"{type(exc).__name__}: {exc}"
-            echo(f"FAIL  {cell.label}: {msg} (traceback in {cell.run_dir / 'failed.json'})")
-            outcomes.append(CellOutcome(cell, "failed", None, msg, time.time() - t0))
-            continue
-        registry.hook.aubench_cell_end(cell=cell, record=record, error=None)
-        dt = time.time() - t0
-        echo(f"done  {cell.label}: F1 {record['f1_avg']:.1f} on {record['n_test_frames']} frames "
-             f"(test subjects #{cell.fold.test_hash}) in {dt:.0f}s")
-        outcomes.append(CellOutcome(cell, "done", record, None, dt))
-    return outcomes
+def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progress: bool = True) -> ResultRecord:
+    """Train and evaluate one cell; write and return its result record.
 
+    ``aubench_cell_start`` fires first and ``aubench_cell_end`` last, with the record or with the
+    exception that failed the cell (which is then re-raised).
+    """
+    if cell.record_path.exists() and not overwrite:
+        raise ResultExistsError(f"{cell.record_path} exists; pass --overwrite to replace it")
+    cell.run_dir.mkdir(parents=True, exist_ok=True)
+    (cell.run_dir / "failed.json").unlink(missing_ok=True)
+    t_start = time.time()
+    registry.hook.aubench_cell_start(cell=cell, config=cell.config)
+    try:
+        rt = Runtime.for_cell(cell)
+        data = split_cell(cell, registry, progress)
+        sets = _frame_sets(data, registry.get("model", cell.config.model.name).inputs, cell.protocol.positive_threshold)
+        stats = _train_stats(cell, sets, data.train_aus)
+        model = build_model(cell.config, registry, data.train_aus, stats)
+        _check_input_kind(model, cell, data)
+        init = load_init_weights(model, cell, data) if cell.config.init.checkpoint else None
+        rt.place(model)
+        _cache_features(model, sets, rt, cell.config)
+        fitted = fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress)
+        ev = evaluate(model, cell, data, sets, rt)
+        save_weights(cell.run_dir, model, cell_meta(cell, data, _versions(registry, cell)))
+        record = _record(cell, data, sets, stats, model, init, fitted, ev, rt, t_start)
+        record.write(cell.record_path)
+        discard_resume_state(cell.run_dir)
+    except BaseException as exc:
+        registry.hook.aubench_cell_end(cell=cell, record=None, error=exc)
+        raise
+    registry.hook.aubench_cell_end(cell=cell, record=record, error=None)
+    return record

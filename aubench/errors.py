@@ -1,7 +1,18 @@
 """One error hierarchy for aubench.
 
 Every error says what went wrong *and* what to do next. Catch :class:`AubenchError`
-to handle all of them; the CLI prints the message without a traceback.
+to handle all of them; the CLI prints the message without a traceback. The tree::
+
+    AubenchError                  anything aubench raises on purpose
+    ├── PluginError               a plugin failed to load or registered something invalid
+    │   └── DuplicateNameError    two plugins registered one name
+    ├── UnknownNameError          a name no plugin registered (also a KeyError)
+    ├── ConfigError               a recipe, override or option that cannot be resolved
+    │   └── CheckpointError       weights whose metadata do not fit the cell that loads them
+    ├── DatasetError              a raw or prepared dataset that is missing, incomplete or corrupt
+    ├── RecordError               a result record that is unreadable or does not match its schema
+    ├── NonFiniteLossError        training produced NaN or infinity
+    └── ResultExistsError         a finished result would be overwritten without the explicit option
 """
 from __future__ import annotations
 
@@ -17,6 +28,8 @@ __all__ = [
     "DatasetError",
     "NonFiniteLossError",
     "ResultExistsError",
+    "CheckpointError",
+    "RecordError",
     "did_you_mean",
 ]
 
@@ -35,12 +48,12 @@ class UnknownNameError(AubenchError, KeyError):
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         known, name = sorted(map(str, known)), str(name)
         self.kind, self.name, self.known = kind, name, known
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         listing = ", ".join(known) if known else "(none registered)"
+        head, _, tail = kind.partition(" ")  # "fold of p@v" -> "folds of p@v"
+        plural = " ".join(filter(None, [_plural(head), tail]))
         super().__init__(
-            f"Unknown {kind} {name!r}.{hint} Known {kind}s: {listing}. "
-            f"Run `aubench list` to see every registered {kind} and the plugin that provides it."
+            f"Unknown {kind} {name!r}.{did_you_mean(name, known)} Known {plural}: {listing}. "
+            f"Run `aubench list` to see what is registered and the plugin that provides it."
         )
 
     def __str__(self) -> str:  # KeyError would add quotes around the message
@@ -53,6 +66,14 @@ class DuplicateNameError(PluginError):
 
 class ConfigError(AubenchError):
     """A recipe, override or option that cannot be resolved."""
+
+
+class CheckpointError(ConfigError):
+    """Weights whose metadata record is missing or does not fit the cell that would load them."""
+
+
+class RecordError(AubenchError):
+    """A result record that cannot be read or does not match the record schema."""
 
 
 class DatasetError(AubenchError):
@@ -76,6 +97,13 @@ class ResultExistsError(AubenchError):
     """A finished result would be overwritten without the explicit option."""
 
 
+def _plural(noun: str) -> str:
+    if noun.endswith(("s", "x", "sh", "ch")):
+        return noun + "es"
+    return noun + "s"
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the names of ``known`` close to ``name``, else an empty string."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

@@ -23,7 +23,7 @@ def run_multirun(argv: list[str]) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    from aubench.engine import plan_cells, run_cells
+    from aubench.cells import plan_cells, run_cells
     from aubench.registry import get_registry
 
     reg = get_registry()
@@ -44,7 +44,7 @@ def run_multirun(argv: list[str]) -> int:
                            seeds=[int(cfg.seed)], overrides=overrides, runs_dir=cfg.runs_dir)
         outcomes = run_cells(cells, reg, overwrite=bool(cfg.overwrite), progress=False)
         failures.extend(o.cell.label for o in outcomes if o.status == "failed")
-        done = [o.record["f1_avg"] for o in outcomes if o.record]
+        done = [o.record.f1_avg for o in outcomes if o.record]
         return sum(done) / len(done) if done else None
 
     app = hydra.main(version_base="1.3", config_path=str(reg.search_paths[0]), config_name="aubench")(task)

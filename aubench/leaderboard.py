@@ -10,33 +10,33 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aubench.metrics import all_positive_f1, mean_std
+
+if TYPE_CHECKING:
+    from aubench.records import ResultRecord
+    from aubench.registry import Registry
 
 __all__ = ["aggregate", "render", "write_leaderboard"]
 
 
-def _variant(rec: dict[str, Any]) -> str:
-    return rec["preset"] + (f" + {' '.join(rec['overrides'])}" if rec.get("overrides") else "")
-
-
-def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def aggregate(records: Iterable[ResultRecord]) -> dict[str, list[dict[str, Any]]]:
     """Group records by protocol and (method, variant); mean ± std over their cells."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[ResultRecord]] = defaultdict(list)
     for rec in records:
-        groups[(rec["protocol_id"], rec["method"], _variant(rec))].append(rec)
+        groups[(rec.protocol_id, rec.method, rec.variant)].append(rec)
     table: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (proto, method, variant), recs in sorted(groups.items()):
-        aus = recs[0]["aus"]
-        f1s = [r["f1_avg"] for r in recs]
-        mean, std = mean_std(f1s)
-        per_au = {str(a): mean_std([r["per_au"][str(a)]["f1"] for r in recs])[0] for a in aus}
+        aus = recs[0].aus
+        mean, std = mean_std([r.f1_avg for r in recs])
+        per_au = {str(a): mean_std([r.au_f1(a) for r in recs])[0] for a in aus}
+        seeds = sorted({r.seed for r in recs})
         table[proto].append({
             "method": method, "variant": variant, "aus": aus, "f1_mean": mean, "f1_std": std, "per_au": per_au,
-            "folds": sorted({r["fold"] for r in recs}), "seeds": sorted({r["seed"] for r in recs}),
-            "n_cells": len(recs), "frames": sum(r["n_test_frames"] for r in recs) // max(len({r["seed"] for r in recs}), 1),
-            "hashes": sorted({f"{r['fold']}:{r['test_subject_hash']}" for r in recs}),
+            "folds": sorted({r.fold for r in recs}), "seeds": seeds, "n_cells": len(recs),
+            "frames": sum(r.n_test_frames for r in recs) // max(len(seeds), 1),
+            "hashes": sorted({f"{r.fold}:{r.test_subject_hash}" for r in recs}),
             "records": recs,
         })
     return dict(table)
@@ -44,19 +44,19 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any
 
 def _all_positive_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The floor every method must beat: say "present" on every frame (per AU F1 = 2p/(1+p))."""
-    by_fold: dict[str, dict[str, Any]] = {}
+    by_fold: dict[str, ResultRecord] = {}
     for row in rows:
         for rec in row["records"]:
-            by_fold.setdefault(rec["fold"], rec)
+            by_fold.setdefault(rec.fold, rec)
     aus = rows[0]["aus"]
-    per_fold = [{str(a): all_positive_f1(r["per_au"][str(a)]["positive_rate"]) for a in aus} for r in by_fold.values()]
+    per_fold = [{str(a): all_positive_f1(r.per_au[str(a)]["positive_rate"]) for a in aus} for r in by_fold.values()]
     per_au = {str(a): mean_std([pf[str(a)] for pf in per_fold])[0] for a in aus}
     avgs = [sum(pf.values()) / len(pf) for pf in per_fold]
     mean, std = mean_std(avgs)
     return {"per_au": per_au, "f1_mean": mean, "f1_std": std}
 
 
-def render(records: list[dict[str, Any]], references: Iterable[tuple[str, Any]] = (), *,
+def render(records: list[ResultRecord], references: Iterable[tuple[str, Any]] = (), *,
            protocols: dict[str, Any] | None = None, title: str = "aubench leaderboard") -> str:
     """Markdown for ``records``; ``references`` are ``(plugin, ReferenceTable)`` pairs."""
     from tabulate import tabulate
@@ -89,8 +89,8 @@ def render(records: list[dict[str, Any]], references: Iterable[tuple[str, Any]] 
         out.append("")
         hashes = sorted({h for r in rows for h in r["hashes"]})
         out += [f"Test-subject hashes (fold:hash): {', '.join(hashes)}.", ""]
-        data = sorted({(rec["dataset"], rec["data"].get("preprocessing_id"), rec["data"].get("detection_failed_fraction"))
-                       for r in rows for rec in r["records"] if rec.get("data")}, key=str)
+        data = sorted({(rec.dataset, rec.data.get("preprocessing_id"), rec.data.get("detection_failed_fraction"))
+                       for r in rows for rec in r["records"] if rec.data}, key=str)
         for name, pid, failed in data:  # cropping changes F1 by points: show how the test data were prepared
             fail = f"{100 * failed:.2f}%" if failed is not None else "unknown"
             out += [f"Test data: {name}, preprocessing `{pid}`, face detection failed on {fail} of frames.", ""]
@@ -139,11 +139,15 @@ def render_reproductions(folder: Path) -> str:
     return "\n".join(out)
 
 
-def write_leaderboard(records_dir: Path, out: Path, registry: Any, title: str = "aubench leaderboard") -> Path:
-    """Render every record under ``records_dir`` into ``out`` (atomically); return ``out``."""
-    from aubench.results import atomic_write_text, load_records
+def write_leaderboard(records_dir: Path, out: Path, registry: Registry, title: str = "aubench leaderboard") -> Path:
+    """Render every record under ``records_dir`` into ``out`` (atomically); return ``out``.
 
-    records = load_records(records_dir)
+    A record that cannot be read or does not match the schema is skipped with a warning naming it.
+    """
+    from aubench.records import load_records
+    from aubench.results import atomic_write_text
+
+    records = load_records(records_dir, strict=False)
     text = render(records, registry.references, protocols=registry.specs["protocol"], title=title)
     atomic_write_text(out, text + render_reproductions(Path(records_dir) / "reproductions"))
     return out

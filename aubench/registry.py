@@ -206,6 +206,10 @@ class Registry:
         key = spec.id if kind == "protocol" else spec.name
         return self.owners[kind][key]
 
+    def plugin_version(self, name: str) -> str:
+        """The version of plugin ``name`` (its distribution's, or its ``__version__``)."""
+        return self._versions.get(name, "?")
+
     def plugins(self) -> list[PluginInfo]:
         infos = []
         for name, plugin in self.pm.list_name_plugin():

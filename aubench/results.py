@@ -1,4 +1,6 @@
-"""Result records: one JSON file per finished cell, plus its stored per-frame predictions.
+"""The runs folder: where a cell's files live, atomic writes, the environment a record carries.
+
+The record itself is typed in :mod:`aubench.records`.
 
 Layout under the runs folder::
 
@@ -19,10 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECORD_SCHEMA_VERSION", "atomic_write_text", "atomic_write_json", "environment", "load_records",
-           "cell_dir", "variant_name", "export_records"]
-
-RECORD_SCHEMA_VERSION = 1
+__all__ = ["atomic_write_text", "atomic_write_json", "environment", "cell_dir", "variant_name", "export_records"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -82,19 +81,6 @@ def environment(device: str | None = None) -> dict[str, Any]:
     if device and device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env
-
-
-def load_records(root: Path) -> list[dict[str, Any]]:
-    """All result records under ``root`` (any depth), sorted by path for stable output."""
-    records = []
-    for path in sorted(Path(root).rglob("record.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON ({exc}); delete it to re-run that cell") from exc
-        rec["_path"] = str(path)
-        records.append(rec)
-    return records
 
 
 def export_records(runs_dir: Path, dest: Path, overwrite: bool = False) -> int:

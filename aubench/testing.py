@@ -108,15 +108,15 @@ def check_method(name: str, registry: Any = None, preset: str = "smoke") -> None
     from omegaconf import OmegaConf
 
     from aubench.config import compose
-    from aubench.engine import _build_losses, _build_model
+    from aubench.build import build_losses, build_model
 
     reg = _registry(registry)
     cfg = compose(name, [f"preset={preset}"], registry=reg, synthetic=True)
-    model, inputs = _build_model(cfg, reg, AUS, _stats(AUS))
+    model = build_model(cfg, reg, AUS, _stats(AUS))
     size = (OmegaConf.select(cfg, "input.size") or 64)
     batch = toy_batch(size=size)
     model.train()
     outputs = model(batch)
-    total = sum(w * fn(outputs, batch, _stats(AUS))[0] for _, w, fn in _build_losses(cfg, reg))
+    total = sum(w * fn(outputs, batch, _stats(AUS))[0] for _, w, fn in build_losses(cfg, reg))
     assert torch.isfinite(total), f"{name}: non-finite loss on a toy batch"
     total.backward()

@@ -19,7 +19,7 @@ def test_user_overrides_win_over_the_preset(registry):
 
 
 def test_keys_added_by_the_preset_can_be_overridden(registry):
-    cfg = compose("vmnc-bce", ["sched.t_max=9"], registry=registry, synthetic=True)
+    cfg = compose("vmnc-bce", ["+sched.t_max=9"], registry=registry, synthetic=True)
     assert cfg.sched.t_max == 9
 
 

@@ -5,7 +5,8 @@ import pytest
 from safetensors import safe_open
 
 from aubench import hookimpl
-from aubench.engine import plan_cells, run_cell, run_cells
+from aubench.cells import plan_cells, run_cells
+from aubench.engine import run_cell
 from aubench.errors import ResultExistsError
 from aubench.metrics import au_metrics, moving_average
 from aubench.registry import reset_registry
@@ -31,7 +32,7 @@ def test_cell_record_is_complete_and_recomputable_from_predictions(reg, runs):
     cell = one_cell(reg, runs)
     rec = run_cell(cell, reg, progress=False)
     on_disk = json.loads(cell.record_path.read_text())
-    assert on_disk["f1_avg"] == pytest.approx(rec["f1_avg"])
+    assert on_disk["f1_avg"] == pytest.approx(rec.f1_avg)
     for key in ("method", "dataset", "protocol", "protocol_version", "fold", "test_subject_hash", "seed", "preset",
                 "per_au", "n_test_frames", "selection", "timings", "environment", "config", "train_stats"):
         assert key in on_disk, key
@@ -66,11 +67,19 @@ def test_interrupted_cell_resumes_to_the_same_result(reg, tmp_path):
     straight = one_cell(reg, tmp_path / "a", overrides=ov)
     run_cell(straight, reg, progress=False)
     cell = one_cell(reg, tmp_path / "b", overrides=ov)
+
+    class CtrlC:  # the user presses Ctrl-C once the first epoch is finished
+        @hookimpl
+        def aubench_epoch_end(self, epoch):
+            raise KeyboardInterrupt
+
+    reg.register(CtrlC(), "ctrl-c")
     with pytest.raises(KeyboardInterrupt):
-        run_cell(cell, reg, progress=False, stop_after_epoch=1)
+        run_cell(cell, reg, progress=False)
+    reg.pm.unregister(name="ctrl-c")
     assert (cell.run_dir / "checkpoint.pt").exists() and not cell.record_path.exists()
     resumed = run_cell(cell, reg, progress=False)
-    assert len(resumed["history"]) == 2
+    assert len(resumed.history) == 2
     a = np.load(straight.run_dir / "predictions.npz")["probs"]
     b = np.load(cell.run_dir / "predictions.npz")["probs"]
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -93,7 +102,7 @@ def test_frozen_features_are_cached_once_without_augmentation(reg, runs):
     FrozenToy.backbone_calls = 0
     cell = one_cell(reg, runs, overrides=["model={name:frozen_toy}", "augment=null", "epochs=3", "batch_size=8"])
     rec = run_cell(cell, reg, progress=False)
-    eval_batches = -(-rec["n_train_frames"] // 256) + -(-rec["n_test_frames"] // 256)
+    eval_batches = -(-rec.n_train_frames // 256) + -(-rec.n_test_frames // 256)
     assert FrozenToy.backbone_calls == eval_batches  # only the caching passes, no per-step calls
     FrozenToy.backbone_calls = 0
     cell = one_cell(reg, runs, fold="2", overrides=["model={name:frozen_toy}", "epochs=1", "batch_size=8"])
@@ -114,23 +123,23 @@ def test_second_optimiser_waits_for_its_start_epoch(reg, tmp_path):
 
 def test_models_get_landmarks_and_parsing_when_they_declare_them(reg, runs):
     rec = run_cell(one_cell(reg, runs, overrides=["model={name:inputs_toy}"]), reg, progress=False)
-    assert rec["n_test_frames"] > 0
+    assert rec.n_test_frames > 0
 
 
 def test_cross_dataset_protocol_trains_source_aus_and_evaluates_shared_ones(reg, runs):
     cell = plan_cells(reg, "vmnc-bce", "tiny-cross", overrides=FAST, runs_dir=runs)[0]
     rec = run_cell(cell, reg, progress=False)
-    assert rec["aus"] == [1, 2, 4, 6, 12] and len(rec["train_aus"]) == 12
-    assert rec["train_dataset"] == "tiny-bp4d" and rec["dataset"] == "tiny-disfa"
-    assert np.load(cell.run_dir / "predictions.npz")["probs"].shape == (rec["n_test_frames"], 5)
+    assert rec.aus == [1, 2, 4, 6, 12] and len(rec.train_aus) == 12
+    assert rec.train_dataset == "tiny-bp4d" and rec.dataset == "tiny-disfa"
+    assert np.load(cell.run_dir / "predictions.npz")["probs"].shape == (rec.n_test_frames, 5)
 
 
 def test_validation_selection_holds_out_training_subjects(reg, runs):
     rec = run_cell(one_cell(reg, runs, overrides=["selection.rule=val", "selection.val_subjects=1", "epochs=2"]),
                    reg, progress=False)
-    assert len(rec["val_subjects"]) == 1 and rec["val_subjects"][0] not in rec["train_subjects"]
-    assert rec["val_subjects"][0] not in rec["test_subjects"]
-    assert "held-out training subjects" in rec["selection"] and "val_f1" in rec["history"][-1]
+    assert len(rec.val_subjects) == 1 and rec.val_subjects[0] not in rec.train_subjects
+    assert rec.val_subjects[0] not in rec.test_subjects
+    assert "held-out training subjects" in rec.selection and "val_f1" in rec.history[-1]
 
 
 def test_moving_average_postprocessing_is_applied_and_recorded(reg, tmp_path):
@@ -138,13 +147,13 @@ def test_moving_average_postprocessing_is_applied_and_recorded(reg, tmp_path):
     raw = run_cell(raw_cell, reg, progress=False)
     cell = one_cell(reg, tmp_path / "b", overrides=["postprocess.name=moving_average", "postprocess.window=3"])
     smooth = run_cell(cell, reg, progress=False)
-    assert smooth["postprocess"] == {"name": "moving_average", "window": 3}
+    assert smooth.postprocess == {"name": "moving_average", "window": 3}
     a = np.load(raw_cell.run_dir / "predictions.npz")
     pb = np.load(cell.run_dir / "predictions.npz")["probs"]
     groups = np.char.add(np.char.add(a["subject"], "/"), a["video"])
     np.testing.assert_allclose(pb, moving_average(a["probs"], groups, a["frame"], 3), atol=1e-6)
     assert not np.allclose(pb, a["probs"], atol=1e-6)
-    assert raw["postprocess"]["name"] == "none"
+    assert raw.postprocess["name"] == "none"
 
 
 def test_lifecycle_hooks_reach_observer_plugins(runs):
@@ -181,4 +190,4 @@ def test_init_checkpoint_refuses_weights_trained_on_the_test_subjects(reg, tmp_p
     ok = plan_cells(reg, "vmnc-bce", "tiny-cross", overrides=[*FAST, f"init.checkpoint={source.run_dir}"],
                     runs_dir=tmp_path / "c")[0]
     rec = run_cell(ok, reg, progress=False)
-    assert rec["init_checkpoint"]["fold"] == "1" and rec["init_checkpoint"]["skipped_tensors"] == 0
+    assert rec.init_checkpoint["fold"] == "1" and rec.init_checkpoint["skipped_tensors"] == 0

@@ -2,8 +2,8 @@ from pathlib import Path
 
 
 from aubench.leaderboard import aggregate, render, render_reproductions
+from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord, load_records
 from aubench.registry import Registry
-from aubench.results import load_records
 from aubench.specs import ReferenceTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +45,14 @@ def test_reproduction_tables_join_the_leaderboard_under_their_own_section(tmp_pa
 
 
 def _rec(method, fold, f1, rate=0.25, proto="p@v1"):
-    return {"protocol_id": proto, "method": method, "preset": "smoke", "overrides": [], "aus": [1], "fold": fold,
-            "seed": 0, "f1_avg": f1, "per_au": {"1": {"f1": f1, "positive_rate": rate}}, "n_test_frames": 10,
-            "test_subject_hash": f"h{fold}"}
+    name, _, version = proto.partition("@")
+    return ResultRecord(
+        schema_version=RECORD_SCHEMA_VERSION, method=method, preset="smoke", overrides=[], config_hash="c",
+        dataset="d", train_dataset="d", protocol=name, protocol_version=version, protocol_id=proto, fold=fold,
+        test_subject_hash=f"h{fold}", test_subjects=["s"], train_subjects=["t"], val_subjects=[], seed=0, aus=[1],
+        train_aus=[1], positive_threshold=2, per_au={"1": {"f1": f1, "positive_rate": rate}}, f1_avg=f1,
+        threshold=0.5, n_test_frames=10, n_train_frames=20, init_checkpoint=None, selection="final", postprocess={},
+        data={}, train_stats={}, model_extras={}, history=[], timings={}, environment={}, config={})
 
 
 def test_rows_are_mean_and_std_over_folds_with_the_all_positive_floor():

@@ -121,8 +121,8 @@ def test_partial_hook_arguments_are_allowed():
             seen.append(record)
 
     reg = make_registry(("obs", Observer()))
-    reg.hook.aubench_cell_end(cell=None, record={"f1_avg": 1.0}, error=None)
-    assert seen == [{"f1_avg": 1.0}]
+    reg.hook.aubench_cell_end(cell=None, record=None, error=RuntimeError("x"))
+    assert seen == [None]
 
 
 def test_listing_and_help_do_not_import_torch():

@@ -73,18 +73,14 @@ class MultiTaskNet(nn.Module):
         return self.head(h0, batch.get("labels") if self.training else None, batch.get("mask"))
 
     def configure_optimizers(self, optim: dict, sched: dict, steps_per_epoch: int, epochs: int) -> list[dict]:
-        from aubench.engine import build_scheduler
+        """The encoder and heads on the recipe's optimiser; MONET's order logits on their own Adam
+        (learning rate ``order_lr``), first stepped after a warm-up of ``n`` epochs (§2.4.3, "Warm-up to
+        step away from bad starting points")."""
+        from aubench.build import build_optimizer, build_scheduler
 
-        optim = dict(optim)
-        name = optim.pop("name", "adamw").lower()
-        cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}.get(name)
-        if cls is None:
-            raise ConfigError(f"optim.name={name!r}; MONET recipes use adam or adamw")
-        if "betas" in optim:
-            optim["betas"] = tuple(optim["betas"])
         order = [self.head.order_logits] if isinstance(self.head, MONETHead) else []
         rest = [p for p in self.parameters() if p.requires_grad and all(p is not q for q in order)]
-        main = cls(rest, **optim)
+        main = build_optimizer(rest, optim)
         out = [{"optimizer": main, "scheduler": build_scheduler(main, sched), "start_epoch": 0}]
         if order and self.head.selection == "soft":
             out.append({"optimizer": torch.optim.Adam(order, lr=self.order_lr), "start_epoch": self.warmup})

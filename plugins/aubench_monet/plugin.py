@@ -70,7 +70,7 @@ def aubench_cell_end(cell, record, error):
 
     Needs matplotlib (``pip install 'aubench[plots]'``); without it the record still holds Ω and
     ``aubench plot order <cell folder>`` draws it later."""
-    if error is not None or not record or "soft_order" not in (record.get("model_extras") or {}):
+    if error is not None or record is None or "soft_order" not in record.model_extras:
         return
     import importlib.util
 
@@ -78,4 +78,4 @@ def aubench_cell_end(cell, record, error):
         return
     from aubench.plots import soft_order_heatmap
 
-    soft_order_heatmap(cell.run_dir, extras=record["model_extras"])
+    soft_order_heatmap(cell.run_dir, extras=record.model_extras)

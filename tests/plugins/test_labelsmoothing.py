@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from aubench.engine import plan_cells, run_cell
+from aubench.cells import plan_cells
+from aubench.engine import run_cell
 from aubench.stats import TrainStats
 from aubench_baseline.losses import WeightedBCELoss
 from aubench_labelsmoothing.losses import RHLSLoss, VALSLoss, VLSLoss, rhls_alphas, smoothed_targets
@@ -102,10 +103,10 @@ def test_frequencies_come_from_the_training_subjects_of_the_cell(registry, runs)
 
     ds = PreparedDataset(dataset_dir("tiny-bp4d"))
     y, m = ds.labels(ds.au_set)
-    rows = ds.rows_for(rec["train_subjects"])
+    rows = ds.rows_for(rec.train_subjects)
     expected = TrainStats.from_labels(ds.au_set, y[rows], m[rows]).frequency
-    assert rec["train_stats"]["frequency"] == pytest.approx(expected, abs=1e-5)
-    assert not set(rec["train_subjects"]) & set(cell.fold.test_subjects)
+    assert rec.train_stats["frequency"] == pytest.approx(expected, abs=1e-5)
+    assert not set(rec.train_subjects) & set(cell.fold.test_subjects)
 
 
 def test_reliability_histogram_png(registry, runs):

@@ -134,13 +134,13 @@ def test_soft_order_is_saved_with_the_record():
 
 def test_monet_cell_records_its_soft_order_and_draws_it(registry, runs):
     from aubench.cli import main
-    from aubench.engine import plan_cells, run_cells
+    from aubench.cells import plan_cells, run_cells
 
     from conftest import FAST
 
     cell = plan_cells(registry, "monet", "tiny-3fold", folds=["1"], overrides=FAST, runs_dir=runs)[0]
     rec = run_cells([cell], registry, progress=False, echo=lambda *a: None)[0].record
-    omega = np.array(rec["model_extras"]["soft_order"])
+    omega = np.array(rec.model_extras["soft_order"])
     assert omega.shape == (12, 12) and np.allclose(omega.sum(1), 1, atol=1e-5)
     png = cell.run_dir / "soft_order.png"
     assert png.read_bytes()[:4] == b"\x89PNG"  # drawn when the cell finished
@@ -315,7 +315,8 @@ def test_the_toy_dataset_plugin_holds_the_reproductions_draws(registry, tmp_path
 
 def test_the_toy_protocol_trains_monet_and_records_accuracy_and_refuses_image_models(registry, runs, tmp_path,
                                                                                     monkeypatch):
-    from aubench.engine import plan_cells, run_cell
+    from aubench.cells import plan_cells
+    from aubench.engine import run_cell
     from aubench.errors import ConfigError
     from aubench_monet.toy import toy_split
 
@@ -323,11 +324,11 @@ def test_the_toy_protocol_trains_monet_and_records_accuracy_and_refuses_image_mo
     cell = plan_cells(registry, "monet", "monet-toy", overrides=["preset=toy", "epochs=2", "model.n_orders=6",
                                                                   "model.keep=4"], runs_dir=runs)[0]
     rec = run_cell(cell, registry, progress=False)
-    assert rec["n_train_frames"] == 500 and rec["n_test_frames"] == 250
+    assert rec.n_train_frames == 500 and rec.n_test_frames == 250
     probs = np.load(cell.run_dir / "predictions.npz")["probs"]
     yte = toy_split(5, 0)[2][1]
     acc = ((probs >= 0.5) == (yte > 0.5)).mean(0) * 100
-    assert np.allclose([rec["per_au"][str(t)]["accuracy"] for t in range(1, 6)], acc)
+    assert np.allclose([rec.per_au[str(t)]["accuracy"] for t in range(1, 6)], acc)
     image_cell = plan_cells(registry, "vmnc-bce", "monet-toy", runs_dir=runs)[0]
     with pytest.raises(ConfigError, match="monet-toy holds feature vectors.*preset=toy"):
         run_cell(image_cell, registry, progress=False)

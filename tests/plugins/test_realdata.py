@@ -186,7 +186,8 @@ def test_standard_protocols_carry_the_exact_jaanet_subject_lists():
 
 
 def test_prepared_real_data_runs_through_the_engine(bp4d, tmp_path, monkeypatch):
-    from aubench.engine import plan_cells, run_cell
+    from aubench.cells import plan_cells
+    from aubench.engine import run_cell
     from aubench.registry import Registry
 
     root, _ = bp4d
@@ -203,8 +204,8 @@ def test_prepared_real_data_runs_through_the_engine(bp4d, tmp_path, monkeypatch)
     cell = plan_cells(reg, "vmnc-bce", "bp4d-mini", overrides=["epochs=1", "preset=smoke", "input.size=32"],
                       runs_dir=tmp_path / "runs")[0]
     rec = run_cell(cell, reg, progress=False)
-    assert rec["data"]["preprocessing_id"].startswith("bp4d-raw") and rec["data"]["detection_failed_fraction"] == 0
-    assert rec["test_subjects"] == ["F001"] and "F001" not in rec["train_subjects"]
+    assert rec.data["preprocessing_id"].startswith("bp4d-raw") and rec.data["detection_failed_fraction"] == 0
+    assert rec.test_subjects == ["F001"] and "F001" not in rec.train_subjects
     full = plan_cells(reg, "vmnc-bce", "bp4d-3fold@jaanet-v1", folds=["1"], overrides=["epochs=1", "preset=smoke"],
                       runs_dir=tmp_path / "runs")[0]
     with pytest.raises(DatasetError, match=r"25 subject\(s\) \(F005, F006, .* and 17 more\) are not in the prepared dataset"):

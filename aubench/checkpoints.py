@@ -1,0 +1,256 @@
+"""Checkpoints: the resume state of a running cell, and the final weights with their metadata record.
+
+Two files per cell folder:
+
+``checkpoint.pt``
+    training state after the last finished epoch (model, optimisers, schedulers, RNG states, the
+    epoch history); written atomically, deleted when the cell finishes. It is only resumed when its
+    recipe hash equals the cell's.
+``model.safetensors``
+    the final weights, never a pickle, with a :class:`CheckpointMeta` record in the safetensors
+    metadata. Loading them elsewhere (``init.checkpoint``) checks the record against the cell: AU
+    set and order, preprocessing id, and that no training subject is one the cell tests on.
+"""
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aubench.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+    from aubench.cells import Cell
+    from aubench.split import CellData
+
+__all__ = ["CHECKPOINT_SCHEMA_VERSION", "CheckpointMeta", "ResumeState", "save_resume_state", "load_resume_state",
+           "discard_resume_state", "cell_meta", "save_weights", "read_meta", "check_compatible", "load_init_weights"]
+
+CHECKPOINT_SCHEMA_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+RESUME_FILE = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint must carry to be used safely elsewhere (stored as safetensors metadata).
+
+    ``au_set`` is the order of the model's outputs; ``train_subjects`` and ``train_dataset`` let a
+    loader refuse weights trained on the subjects it would test; ``preprocessing_id``, ``input_size``
+    and the normalisation say what images the model expects.
+    """
+
+    method: str
+    preset: str
+    config_hash: str
+    protocol: str
+    fold: str
+    test_subject_hash: str
+    train_dataset: str
+    train_subjects: tuple[str, ...]
+    train_fingerprint: str
+    au_set: tuple[int, ...]
+    preprocessing_id: str
+    input_size: int | None
+    input_mean: tuple[float, ...]
+    input_std: tuple[float, ...]
+    threshold: float
+    versions: dict[str, str]
+    config: dict[str, Any]
+    schema_version: int = CHECKPOINT_SCHEMA_VERSION
+
+    def to_metadata(self) -> dict[str, str]:
+        """Flat ``str -> str`` metadata (safetensors' format); lists are comma-joined, dicts JSON."""
+        out = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, (list, tuple)):
+                out[key] = ",".join(map(str, value))
+            elif isinstance(value, dict):
+                out[key] = json.dumps(value, sort_keys=True)
+            else:
+                out[key] = "" if value is None else str(value)
+        return out
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str) -> CheckpointMeta:
+        missing = [f.name for f in fields(cls) if f.name not in meta and f.name != "schema_version"]
+        if missing:
+            raise CheckpointError(f"{source} lacks checkpoint metadata {missing}; it was not written by aubench "
+                                  "(or by an older version): retrain the cell, or load it with a matching aubench")
+        version = int(meta.get("schema_version", 1))
+        if version != CHECKPOINT_SCHEMA_VERSION:
+            raise CheckpointError(f"{source} has checkpoint schema {version}; this aubench reads "
+                                  f"{CHECKPOINT_SCHEMA_VERSION}. Upgrade aubench or retrain the cell")
+
+        def split(key: str, kind: type = str) -> tuple[Any, ...]:
+            return tuple(kind(v) for v in meta[key].split(",") if v)
+
+        return cls(method=meta["method"], preset=meta["preset"], config_hash=meta["config_hash"],
+                   protocol=meta["protocol"], fold=meta["fold"], test_subject_hash=meta["test_subject_hash"],
+                   train_dataset=meta["train_dataset"], train_subjects=split("train_subjects"),
+                   train_fingerprint=meta["train_fingerprint"], au_set=split("au_set", int),
+                   preprocessing_id=meta["preprocessing_id"],
+                   input_size=int(meta["input_size"]) if meta["input_size"] else None,
+                   input_mean=split("input_mean", float), input_std=split("input_std", float),
+                   threshold=float(meta["threshold"]), versions=json.loads(meta["versions"]),
+                   config=json.loads(meta["config"]), schema_version=version)
+
+
+# --------------------------------------------------------------------------- resume state
+
+
+@dataclass
+class ResumeState:
+    """Where an interrupted cell continues: the next epoch, the history so far, the best validation state."""
+
+    epoch: int = 0
+    history: list[dict[str, Any]] | None = None
+    best: dict[str, Any] | None = None
+
+
+def save_resume_state(run_dir: Path, model: torch.nn.Module, opts: list[dict[str, Any]], epoch: int,
+                      config_hash: str, history: list[dict[str, Any]], best: dict[str, Any]) -> None:
+    """Write ``checkpoint.pt`` atomically (a crash while writing leaves the previous one intact)."""
+    import torch
+
+    state = {"model": model.state_dict(), "epoch": epoch, "config_hash": config_hash, "history": history,
+             "best": best, "optimizers": [o["optimizer"].state_dict() for o in opts],
+             "schedulers": [o["scheduler"].state_dict() if o.get("scheduler") else None for o in opts],
+             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "py_rng": random.getstate()}
+    path = Path(run_dir) / RESUME_FILE
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_resume_state(run_dir: Path, model: torch.nn.Module, opts: list[dict[str, Any]], config_hash: str,
+                      device: str) -> ResumeState:
+    """Restore ``checkpoint.pt`` into ``model`` and ``opts`` if it exists and was written by this recipe."""
+    import torch
+
+    path = Path(run_dir) / RESUME_FILE
+    if not path.exists():
+        return ResumeState()
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state.get("config_hash") != config_hash:
+        return ResumeState()
+    model.load_state_dict(state["model"])
+    for o, s, sc in zip(opts, state["optimizers"], state["schedulers"]):
+        o["optimizer"].load_state_dict(s)
+        if sc is not None and o.get("scheduler"):
+            o["scheduler"].load_state_dict(sc)
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["py_rng"])
+    return ResumeState(int(state["epoch"]), list(state.get("history", [])), state.get("best"))
+
+
+def discard_resume_state(run_dir: Path) -> None:
+    (Path(run_dir) / RESUME_FILE).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- final weights
+
+
+def cell_meta(cell: Cell, data: CellData, versions: dict[str, str]) -> CheckpointMeta:
+    """The metadata record of a cell's final weights."""
+    from omegaconf import OmegaConf
+
+    inp = cell.config.get("input") or {}
+    return CheckpointMeta(
+        method=cell.method, preset=cell.preset, config_hash=cell.config_hash, protocol=cell.protocol.id,
+        fold=cell.fold.name, test_subject_hash=cell.fold.test_hash, train_dataset=data.train_ds.name,
+        train_subjects=tuple(data.train_subjects), train_fingerprint=data.train_ds.fingerprint,
+        au_set=tuple(data.train_aus), preprocessing_id=str(data.train_ds.meta.get("preprocessing_id")),
+        input_size=int(inp["size"]) if inp.get("size") else None,
+        input_mean=tuple(inp.get("mean", (0.5, 0.5, 0.5))), input_std=tuple(inp.get("std", (0.5, 0.5, 0.5))),
+        threshold=0.5, versions=versions, config=OmegaConf.to_container(cell.config, resolve=True))
+
+
+def save_weights(run_dir: Path, model: torch.nn.Module, meta: CheckpointMeta) -> Path:
+    """Final weights as ``model.safetensors`` with ``meta`` (tensors sharing memory are stored apart)."""
+    from safetensors.torch import save_file
+
+    state, seen = {}, set()
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        state[key] = value.clone() if value.data_ptr() in seen and value.numel() else value
+        seen.add(value.data_ptr())
+    path = Path(run_dir) / WEIGHTS_FILE
+    save_file(state, str(path), metadata=meta.to_metadata())
+    return path
+
+
+def read_meta(path: Path) -> CheckpointMeta:
+    """The :class:`CheckpointMeta` of a ``model.safetensors`` file (or of a cell folder holding one)."""
+    from safetensors import safe_open
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a model.safetensors file (or a cell folder holding one)")
+    with safe_open(str(path), "pt") as fh:
+        return CheckpointMeta.from_metadata(fh.metadata() or {}, str(path))
+
+
+def check_compatible(meta: CheckpointMeta, source: str, *, au_set: tuple[int, ...], preprocessing_id: str,
+                     test_dataset: str, test_subjects: tuple[str, ...], strict: bool,
+                     user: str = "this cell") -> list[str]:
+    """Refuse weights that would give a wrong result in a cell; return warnings for tolerated differences.
+
+    * trained on a subject this cell tests on (same dataset): error, always;
+    * the same AUs in another order, or other AUs with as many outputs (a head that would load
+      silently with the wrong meaning): error; other AUs with another count: the head is skipped;
+    * another preprocessing id: error with ``strict``, else a warning.
+    """
+    overlap = sorted(set(meta.train_subjects) & set(test_subjects))
+    if meta.train_dataset == test_dataset and overlap:
+        raise CheckpointError(
+            f"{source} was trained on {meta.train_dataset} subjects {overlap[:5]}{'...' if len(overlap) > 5 else ''}, "
+            f"which {user} tests on. Use a checkpoint whose training subjects exclude them.")
+    if tuple(meta.au_set) != tuple(au_set) and len(meta.au_set) == len(au_set):
+        what = "the same AUs in another order" if sorted(meta.au_set) == sorted(au_set) else "other AUs"
+        raise CheckpointError(f"{source} predicts AUs {list(meta.au_set)}, {what} than {user}'s {list(au_set)}; "
+                              "its output layer would load with the wrong meaning. Use a checkpoint trained on "
+                              "this AU set, or one whose output count differs (its head is then skipped)")
+    notes = []
+    if meta.preprocessing_id != preprocessing_id:
+        msg = (f"{source} was trained on images prepared as {meta.preprocessing_id!r}; {user}'s are "
+               f"{preprocessing_id!r}")
+        if strict:
+            raise CheckpointError(msg + "; prepare the data the same way, or set init.strict=false to accept it")
+        warnings.warn(msg, stacklevel=2)
+        notes.append(msg)
+    return notes
+
+
+def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dict[str, Any]:
+    """Start ``model`` from ``init.checkpoint`` after :func:`check_compatible`; return what was loaded."""
+    from safetensors.torch import load_file
+
+    init = cell.config.init
+    path = Path(str(init.checkpoint)).expanduser()
+    path = path / WEIGHTS_FILE if path.is_dir() else path
+    meta = read_meta(path)
+    notes = check_compatible(meta, f"init.checkpoint {path}", au_set=data.train_aus,
+                             preprocessing_id=str(data.train_ds.meta.get("preprocessing_id")),
+                             test_dataset=data.test_ds.name, test_subjects=cell.fold.test_subjects,
+                             strict=bool(init.strict), user=f"this cell ({cell.protocol.id} fold {cell.fold.name})")
+    state = load_file(str(path))
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if init.strict and len(usable) != len(own):
+        raise CheckpointError(f"init.checkpoint {path}: {len(own) - len(usable)} tensors missing or of another "
+                              "shape; set init.strict=false to load the matching ones")
+    model.load_state_dict(usable, strict=False)
+    return {"path": str(path), "protocol": meta.protocol, "fold": meta.fold, "train_dataset": meta.train_dataset,
+            "test_subject_hash": meta.test_subject_hash, "loaded_tensors": len(usable),
+            "skipped_tensors": len(own) - len(usable), "notes": notes}
