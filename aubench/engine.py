@@ -1,15 +1,11 @@
 """The engine: trains one cell (method × protocol fold × seed) and evaluates it.
 
-A cell is isolated: it reads prepared data, trains with the recipe on the fold's training subjects
-only, predicts the test subjects with the final (or validation-selected) weights, and writes its
-result record atomically. A checkpoint after every epoch lets an interrupted cell resume where it
-stopped; a finished record is never overwritten unless asked. The model contract a plugin
-implements is written once, in :class:`aubench.specs.ModelSpec`.
-
-The parts live in modules named after them: :mod:`aubench.cells` (planning and sweeps),
-:mod:`aubench.split` (protocol fold → subjects), :mod:`aubench.build` (model, losses, optimisers),
-:mod:`aubench.checkpoints` (resume state and final weights), :mod:`aubench.records` (the record).
-This module keeps the device, seeding, the fit loop, prediction and the frozen-feature cache.
+A cell trains on the fold's training subjects only, predicts the test subjects with the final (or
+validation-selected) weights and writes its record atomically; a checkpoint after every epoch lets
+an interrupted cell resume. The model contract is written once, in :class:`aubench.specs.ModelSpec`.
+Its parts: :mod:`aubench.cells` (planning, sweeps), :mod:`aubench.split` (fold → subjects),
+:mod:`aubench.build` (model, losses, optimisers), :mod:`aubench.checkpoints`, :mod:`aubench.records`;
+this module keeps the device, seeding, the fit loop, prediction and the frozen-feature cache.
 """
 from __future__ import annotations
 
@@ -29,6 +25,7 @@ from aubench.checkpoints import (
     save_resume_state,
     save_weights,
 )
+from aubench.data.device import to_device
 from aubench.errors import ConfigError, DatasetError, NonFiniteLossError, ResultExistsError
 from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord
 from aubench.split import CellData, split_cell
@@ -150,45 +147,12 @@ def _check_input_kind(model: torch.nn.Module, cell: Cell, data: CellData) -> Non
                               f"{hint}{about}")
 
 
-def _to_device(batch: dict[str, Any], rt: Runtime, cfg: DictConfig, gen: torch.Generator | None) -> dict[str, Any]:
-    """Move a batch to the device; augment it (training, ``gen`` given), scale and normalise the image.
-
-    Landmarks and parsing maps follow the image to the model's input size.
-    """
-    import torch
-
-    from aubench.data.augment import augment_batch, normalise
-
-    out = {k: v.to(rt.device, non_blocking=True) for k, v in batch.items()}
-    if "image" not in out:  # a vector dataset: batch["x"] goes to the model as it is
-        return out
-    out["image"] = out["image"].float() / 255.0
-    if gen is not None and cfg.get("augment"):
-        out = augment_batch(out, cfg.augment, gen)
-    inp = cfg.get("input") or {}
-    stored = out["image"].shape[-1]
-    out["image"] = normalise(out["image"], inp.get("mean", (0.5, 0.5, 0.5)), inp.get("std", (0.5, 0.5, 0.5)),
-                             inp.get("size"))
-    size = out["image"].shape[-1]
-    if size != stored:
-        if "landmarks" in out:
-            out["landmarks"] = out["landmarks"].float() * (size / stored)
-        if "parsing" in out:
-            import torch.nn.functional as F
-
-            out["parsing"] = F.interpolate(out["parsing"][:, None].float(), size=(size, size),
-                                           mode="nearest")[:, 0].to(torch.uint8)
-    if rt.channels_last:
-        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
-    return out
-
-
 def _batches(frames: FrameBatches, rt: Runtime, cfg: DictConfig, cache: Any) -> Any:
     """Evaluation batches in row order, on the device, with cached features when there are some."""
     from aubench.data.loader import make_loader
 
     for batch in make_loader(frames, int(cfg.engine.eval_batch_size), shuffle=False):
-        b = _to_device(batch, rt, cfg, None)
+        b = to_device(batch, rt.device, rt.channels_last, cfg, None)
         if cache is not None:
             b["features"] = cache[batch["pos"]].to(rt.device)
         yield b
@@ -303,7 +267,7 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
         n_img, n_steps, t0 = 0, 0, time.time()
         for step, batch in enumerate(make_loader(sets.train, batch_size, shuffle=True, seed=cell.seed * 7919 + epoch,
                                                  **loader_kw)):
-            b = _to_device(batch, rt, cfg, gen)
+            b = to_device(batch, rt.device, rt.channels_last, cfg, gen)
             if "train" in sets.caches:
                 b["features"] = sets.caches["train"][batch["pos"]].to(rt.device)
             for k, v in _step(fwd, losses, b, stats, rt, opts, epoch, step).items():
@@ -399,17 +363,6 @@ def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, mode
         environment=environment(rt.device), config=OmegaConf.to_container(cfg, resolve=True))
 
 
-def _versions(registry: Registry, cell: Cell) -> dict[str, str]:
-    """aubench's version and the version of each plugin that built this cell's model and losses."""
-    from aubench import __version__
-
-    from omegaconf import OmegaConf
-
-    losses = cell.config.loss if OmegaConf.is_list(cell.config.loss) else [cell.config.loss]
-    owners = {registry.owner("model", cell.config.model.name)} | {registry.owner("loss", x.name) for x in losses}
-    return {"aubench": __version__, **{o: registry.plugin_version(o) for o in sorted(owners)}}
-
-
 def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progress: bool = True) -> ResultRecord:
     """Train and evaluate one cell; write and return its result record.
 
@@ -434,7 +387,7 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         _cache_features(model, sets, rt, cell.config)
         fitted = fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress)
         ev = evaluate(model, cell, data, sets, rt)
-        save_weights(cell.run_dir, model, cell_meta(cell, data, _versions(registry, cell)))
+        save_weights(cell.run_dir, model, cell_meta(cell, data, registry.versions_for(cell.config)))
         record = _record(cell, data, sets, stats, model, init, fitted, ev, rt, t_start)
         record.write(cell.record_path)
         discard_resume_state(cell.run_dir)

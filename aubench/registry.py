@@ -210,6 +210,16 @@ class Registry:
         """The version of plugin ``name`` (its distribution's, or its ``__version__``)."""
         return self._versions.get(name, "?")
 
+    def versions_for(self, config: Any) -> dict[str, str]:
+        """aubench's version and the version of each plugin providing a recipe's model and losses."""
+        from omegaconf import OmegaConf
+
+        from aubench import __version__
+
+        losses = config.loss if OmegaConf.is_list(config.loss) else [config.loss]
+        owners = {self.owner("model", config.model.name)} | {self.owner("loss", item.name) for item in losses}
+        return {"aubench": __version__, **{o: self.plugin_version(o) for o in sorted(owners)}}
+
     def plugins(self) -> list[PluginInfo]:
         infos = []
         for name, plugin in self.pm.list_name_plugin():

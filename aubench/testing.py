@@ -107,8 +107,8 @@ def check_method(name: str, registry: Any = None, preset: str = "smoke") -> None
     import torch
     from omegaconf import OmegaConf
 
-    from aubench.config import compose
     from aubench.build import build_losses, build_model
+    from aubench.config import compose
 
     reg = _registry(registry)
     cfg = compose(name, [f"preset={preset}"], registry=reg, synthetic=True)

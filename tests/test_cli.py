@@ -1,9 +1,8 @@
 import re
 
+from conftest import FAST
 
 from aubench.cli import main
-
-from conftest import FAST
 
 
 def test_run_with_seeds_reports_mean_and_std_then_skips_on_rerun(registry, runs, capsys):

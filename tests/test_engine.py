@@ -2,7 +2,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import FAST, make_registry
 from safetensors import safe_open
+from toy_components import FrozenToy, ToyComponents
 
 from aubench import hookimpl
 from aubench.cells import plan_cells, run_cells
@@ -10,9 +12,6 @@ from aubench.engine import run_cell
 from aubench.errors import ResultExistsError
 from aubench.metrics import au_metrics, moving_average
 from aubench.registry import reset_registry
-
-from conftest import FAST, make_registry
-from toy_components import FrozenToy, ToyComponents
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 from pathlib import Path
 
-
 from aubench.leaderboard import aggregate, render, render_reproductions
 from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord, load_records
 from aubench.registry import Registry

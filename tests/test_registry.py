@@ -4,12 +4,11 @@ import sys
 from importlib import metadata
 
 import pytest
+from conftest import make_registry
 
 from aubench import DatasetSpec, MethodSpec, ModelSpec, hookimpl, hookspecs
 from aubench.errors import DuplicateNameError, PluginError, UnknownNameError
 from aubench.registry import Registry
-
-from conftest import make_registry
 
 HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("aubench_")]
 

@@ -2,8 +2,18 @@ import numpy as np
 import pytest
 
 from aubench.data.prepared import PARSING_CLASSES, PreparedDataset
-from aubench.synthau import (BP4D_SUBJECTS, DISFA_SUBJECTS, RENDERED_AUS, VARIANTS, _AU_COL, _trajectory,
-                             canonical_landmarks, generate, simulate, synth_fingerprint)
+from aubench.synthau import (
+    _AU_COL,
+    BP4D_SUBJECTS,
+    DISFA_SUBJECTS,
+    RENDERED_AUS,
+    VARIANTS,
+    _trajectory,
+    canonical_landmarks,
+    generate,
+    simulate,
+    synth_fingerprint,
+)
 
 TINY = {"subjects": 3, "frames_per_video": 3, "image_size": 32}
 

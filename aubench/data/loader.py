@@ -18,8 +18,9 @@ __all__ = ["FrameBatches", "make_loader"]
 class FrameBatches(torch.utils.data.Dataset):
     """Indexed by a *list* of positions; returns a whole batch as a dict of tensors.
 
-    Keys: ``image`` uint8 [B,3,H,W] (``x`` float32 [B,D] instead for a vector dataset), ``labels`` float [B,K], ``mask`` bool [B,K], ``row`` int64 [B]
-    (row in the prepared dataset), ``pos`` int64 [B] (position in ``rows``), and ``landmarks`` [B,68,2] / ``parsing`` uint8 [B,H,W] when asked.
+    Keys: ``image`` uint8 [B,3,H,W] (``x`` float32 [B,D] instead for a vector dataset), ``labels`` float
+    [B,K], ``mask`` bool [B,K], ``row`` int64 [B] (row in the prepared dataset), ``pos`` int64 [B]
+    (position in ``rows``), and ``landmarks`` [B,68,2] / ``parsing`` uint8 [B,H,W] when asked.
     """
 
     def __init__(self, data: PreparedDataset, rows: np.ndarray, labels: np.ndarray, mask: np.ndarray,

@@ -84,7 +84,7 @@ class PreparedWriter:
         self.parsing = (np.lib.format.open_memmap(self.tmp / "parsing.npy", "w+", np.uint8, shape)
                         if with_parsing else None)
 
-    def finish(self, index: "Any", **meta: Any) -> Path:
+    def finish(self, index: Any, **meta: Any) -> Path:
         """Write the index table and metadata, fingerprint the content, and move into place."""
         au_cols = [f"AU{a}" for a in self.meta["au_set"]]
         missing = [c for c in ["subject", "video", "frame", *au_cols] if c not in index.columns]

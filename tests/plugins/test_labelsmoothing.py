@@ -2,14 +2,13 @@
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 
 from aubench.cells import plan_cells
 from aubench.engine import run_cell
 from aubench.stats import TrainStats
 from aubench_baseline.losses import WeightedBCELoss
 from aubench_labelsmoothing.losses import RHLSLoss, VALSLoss, VLSLoss, rhls_alphas, smoothed_targets
-
-from conftest import FAST
 
 Y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 

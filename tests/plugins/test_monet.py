@@ -133,10 +133,10 @@ def test_soft_order_is_saved_with_the_record():
 
 
 def test_monet_cell_records_its_soft_order_and_draws_it(registry, runs):
-    from aubench.cli import main
-    from aubench.cells import plan_cells, run_cells
-
     from conftest import FAST
+
+    from aubench.cells import plan_cells, run_cells
+    from aubench.cli import main
 
     cell = plan_cells(registry, "monet", "tiny-3fold", folds=["1"], overrides=FAST, runs_dir=runs)[0]
     rec = run_cells([cell], registry, progress=False, echo=lambda *a: None)[0].record
