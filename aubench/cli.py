@@ -8,17 +8,25 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aubench import __version__
-from aubench.errors import AubenchError, ConfigError
+from aubench.errors import AubenchError, ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    from aubench.commands import Commands
+    from aubench.registry import Registry
+    from aubench.specs import DatasetSpec, ProtocolSpec
 
 __all__ = ["main", "build_parser"]
 
 KINDS = ("plugins", "datasets", "models", "losses", "methods", "protocols", "references")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentParser, Commands]:
+    """The ``aubench`` parser: core commands, then what plugins add through ``aubench_register_commands``."""
+    from aubench.commands import Commands
+
     p = argparse.ArgumentParser(prog="aubench", description="Benchmark harness for facial Action Unit detection.")
     p.add_argument("--version", action="version", version=f"aubench {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -29,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print a method's resolved recipe (after preset and overrides)")
     show.add_argument("method")
     show.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. optim.lr=1e-4")
-    show.add_argument("--dataset", default=None, help="resolve preset=auto as for this dataset")
+    target = show.add_mutually_exclusive_group()
+    target.add_argument("--dataset", default=None, help="resolve preset=auto as for this dataset")
+    target.add_argument("--protocol", default=None, help="resolve preset=auto as for this protocol's training data")
 
     run = sub.add_parser("run", help="train and evaluate methods on protocols",
                          description="Run `aubench run METHOD [key=value ...]` or `aubench run --all`. Finished "
@@ -42,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fold", action="append", help="only this fold (repeatable); default: every fold")
     run.add_argument("--seeds", type=int, default=1,
                      help="run N seeds, starting at the recipe's seed (0, or seed=K), and report mean ± std")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="cells in parallel worker processes, each with cores/jobs threads (default 1)")
     run.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("AUBENCH_RUNS", "runs")))
     run.add_argument("--overwrite", action="store_true", help="redo cells that already have a result record")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell only)")
@@ -65,29 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     chk = dsub.add_parser("check", help="scan a raw copy of a real dataset and report what was found and every problem")
     chk.add_argument("dataset")
     chk.add_argument("raw_root", type=Path)
-    chk.add_argument("--frames-dir", type=Path, default=None, help="folder with the frames, if not under raw_root")
     prep = dsub.add_parser("prepare", help="prepare a real dataset from a raw copy (resumable)")
     prep.add_argument("dataset")
     prep.add_argument("raw_root", type=Path)
-    prep.add_argument("--frames-dir", type=Path, default=None,
-                      help="BP4D: folder holding <SUBJ>/<TASK>/; DISFA: pre-extracted frames <SN>/<frame>.jpg")
-    prep.add_argument("--from-list", type=Path, default=None,
-                      help="a JAA-Net / ME-GraphAU list file of aligned crops (labels still come from raw_root)")
-    prep.add_argument("--image-root", type=Path, default=None, help="folder the list file's paths are relative to")
-    prep.add_argument("--crop", choices=["detector", "none"], default="detector",
-                      help="detector: S3FD face box + margin; none: images are already face crops")
-    prep.add_argument("--size", type=int, default=256, help="output crop size (default 256, as FAN-Trans)")
-    prep.add_argument("--margin", type=float, default=0.25, help="box enlargement before the square crop")
-    prep.add_argument("--detector-weights", type=Path, default=None, help="local S3FD weights file")
-    prep.add_argument("--landmarks", action="store_true", help="also store 68-point landmarks and parsing maps")
-    prep.add_argument("--device", default="cpu")
-    prep.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     prep.add_argument("--force", action="store_true", help="replace an existing prepared copy")
 
     plot = sub.add_parser("plot", help="draw a finished cell (PNG next to its run folder)")
-    plot.add_argument("kind", choices=["reliability", "order"],
-                      help="reliability: per-AU histograms of predictions (thesis Fig. 4.4); "
-                           "order: MONET's learned soft order (thesis Fig. 2.12)")
+    plot.add_argument("kind", metavar="KIND")
     plot.add_argument("run_dir", type=Path, help="a cell folder (the one holding record.json)")
     plot.add_argument("--out", type=Path, default=None)
 
@@ -95,11 +91,30 @@ def build_parser() -> argparse.ArgumentParser:
                            add_help=False)
     sweep.add_argument("hydra_args", nargs=argparse.REMAINDER,
                        help="e.g. method=vmnc-bce,vmnc-wbce protocol=synth-bp4d-3fold fold=1,2,3 seed=0,1")
-    return p
+
+    cli = Commands(sub, {"data check": chk, "data prepare": prep})
+    cli.add_plot("reliability", "per-AU histograms of predictions by ground truth (thesis Fig. 4.4)", _reliability)
+    if registry is not None:
+        registry.hook.aubench_register_commands(cli=cli)
+    plot.description = "Kinds: " + "; ".join(f"{k}: {h}" for k, (h, _) in sorted(cli.plots.items())) + "."
+    return p, cli
+
+
+def _reliability(run_dir: Path, out: Path | None) -> Path:
+    from aubench.plots import reliability_histogram
+
+    return reliability_histogram(run_dir, out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    from aubench.registry import get_registry
+
+    broken: AubenchError | None = None
+    try:
+        registry = get_registry()
+    except AubenchError as exc:  # still parse, so --help and --version work with a broken plugin
+        registry, broken = None, exc
+    parser, cli = build_parser(registry)
     args, extra = parser.parse_known_args(argv)
     if extra:  # overrides may come after options: `aubench run m --fold 1 optim.lr=1e-3`
         if args.command in ("run", "show") and all("=" in e or e.startswith("~") for e in extra):
@@ -110,8 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if broken is not None and args.command != "doctor":
+            raise broken
+        if hasattr(args, "run"):
+            return args.run(args)
         return {"list": cmd_list, "show": cmd_show, "run": cmd_run, "leaderboard": cmd_leaderboard,
-                "doctor": cmd_doctor, "data": cmd_data, "sweep": cmd_sweep, "plot": cmd_plot}[args.command](args)
+                "doctor": cmd_doctor, "data": cmd_data, "sweep": cmd_sweep, "plot": cmd_plot}[args.command](args, cli)
     except AubenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -123,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------- list / show
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace, cli: Commands) -> int:
     from tabulate import tabulate
 
     from aubench.registry import get_registry
@@ -161,14 +180,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def cmd_show(args: argparse.Namespace, cli: Commands) -> int:
     from omegaconf import OmegaConf
 
     from aubench.config import compose
     from aubench.registry import get_registry
 
     reg = get_registry()
-    synthetic = reg.get("dataset", args.dataset).synthetic if args.dataset else True
+    dataset = reg.get("protocol", args.protocol).train_dataset if args.protocol else args.dataset
+    synthetic = reg.get("dataset", dataset).synthetic if dataset else True
     cfg = compose(args.method, args.overrides, registry=reg, synthetic=synthetic)
     print(OmegaConf.to_yaml(cfg), end="")
     return 0
@@ -183,7 +203,7 @@ def _split_items(items: list[str]) -> tuple[list[str], list[str]]:
     return methods, overrides
 
 
-def _protocols_for(reg: Any, dataset: str | None, names: list[str] | None) -> list[Any]:
+def _protocols_for(reg: Registry, dataset: str | None, names: list[str] | None) -> list[ProtocolSpec]:
     if names:
         protos = [reg.get("protocol", n) for n in names]
         if dataset:
@@ -201,7 +221,7 @@ def _protocols_for(reg: Any, dataset: str | None, names: list[str] | None) -> li
     return [p for p in reg.specs["protocol"].values() if p.default]
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     from tqdm.auto import tqdm
 
     from aubench.cells import plan_cells, run_cells
@@ -226,7 +246,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             first = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
             cells += plan_cells(reg, method, proto.id, folds=args.fold, seeds=list(range(first, first + args.seeds)),
                                 overrides=overrides, runs_dir=args.runs_dir)
-    print(f"{len(cells)} cell(s): {len(methods)} method(s) x {len(protos)} protocol(s) x folds x {args.seeds} seed(s); "
+    folds = len({(c.protocol.id, c.fold.name) for c in cells})
+    print(f"{len(cells)} cell(s): {len(methods)} method(s) x {folds} protocol fold(s) x {args.seeds} seed(s); "
           f"runs in {args.runs_dir}")
     outer = tqdm(total=len(cells), desc="cells", unit="cell", disable=args.no_progress, position=0)
 
@@ -234,7 +255,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         outer.update(1)
         tqdm.write(msg)
 
-    outcomes = run_cells(cells, reg, overwrite=args.overwrite, progress=not args.no_progress, echo=echo)
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    outcomes = run_cells(cells, reg, overwrite=args.overwrite, progress=not args.no_progress and args.jobs == 1,
+                         echo=echo, jobs=args.jobs)
     outer.close()
     print()
     groups: dict[tuple[str, str], list[float]] = {}
@@ -253,7 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_leaderboard(args: argparse.Namespace) -> int:
+def cmd_leaderboard(args: argparse.Namespace, cli: Commands) -> int:
     from aubench.leaderboard import write_leaderboard
     from aubench.registry import get_registry
 
@@ -273,14 +297,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- doctor / data / sweep
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def cmd_doctor(args: argparse.Namespace, cli: Commands) -> int:
     from aubench.doctor import report
 
     print(report())
     return 0
 
 
-def cmd_data(args: argparse.Namespace) -> int:
+def cmd_data(args: argparse.Namespace, cli: Commands) -> int:
     from aubench.data.prepared import dataset_dir, ensure_prepared
     from aubench.registry import get_registry
 
@@ -289,7 +313,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     spec = get_registry().get("dataset", args.dataset)
     if args.data_command in ("check", "prepare"):
-        return _data_real(args, spec)
+        return _data_real(args, spec, cli)
     if not spec.synthetic:
         raise ConfigError(f"{args.dataset} is a real dataset; it is prepared from a licensed copy, not generated")
     ds = ensure_prepared(spec, force=args.force)
@@ -297,7 +321,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_real(args: argparse.Namespace, spec: Any) -> int:
+def _data_real(args: argparse.Namespace, spec: DatasetSpec, cli: Commands) -> int:
     from aubench.data.prepared import PreparedDataset, dataset_dir
     from aubench.errors import ResultExistsError
     from aubench.specs import resolve_factory
@@ -306,28 +330,18 @@ def _data_real(args: argparse.Namespace, spec: Any) -> int:
         raise ConfigError(f"{spec.name} is synthetic; use `aubench data generate {spec.name}`")
     if not args.raw_root.exists():
         raise ConfigError(f"raw root {args.raw_root} does not exist; point at your copy of {spec.name}")
+    options = cli.keyword_arguments(f"data {args.data_command}", spec.name, args)
     if args.data_command == "check":
         if spec.check is None:
             raise ConfigError(f"dataset {spec.name} has no checker")
-        scan = resolve_factory(spec.check)(raw_root=args.raw_root, frames_dir=args.frames_dir)
+        scan = resolve_factory(spec.check)(raw_root=args.raw_root, **options)
         print(f"{spec.name} at {args.raw_root}")
-        for key, value in scan.counts.items():
-            if key != "subject_ids":
-                print(f"  {key}: {value}")
-        print(f"  subjects: {' '.join(scan.counts.get('subject_ids', []))}")
-        for issue in scan.issues:
-            print(f"  {issue}")
-        errors = [i for i in scan.issues if i.level == "error"]
-        print(f"{len(errors)} error(s), {len(scan.issues) - len(errors)} warning(s)")
-        return 1 if errors else 0
+        print(scan.report())
+        return 1 if scan.errors else 0
     out = dataset_dir(spec.name)
     if (out / "meta.json").exists() and not args.force:
         raise ResultExistsError(f"{out} is already prepared; pass --force to prepare it again")
-    resolve_factory(spec.prepare)(
-        out_dir=out, raw_root=args.raw_root, frames_dir=args.frames_dir, from_list=args.from_list,
-        image_root=args.image_root, crop=args.crop, image_size=args.size, margin=args.margin,
-        detector_weights=args.detector_weights, device=args.device, landmarks=args.landmarks,
-        workers=args.workers, progress=True)
+    resolve_factory(spec.prepare)(out_dir=out, raw_root=args.raw_root, progress=True, **options)
     ds = PreparedDataset(out)
     print(f"{out}: {len(ds)} frames, {len(ds.subjects)} subjects, preprocessing {ds.meta['preprocessing_id']}, "
           f"detection failed on {100 * ds.meta['detection_failed_fraction']:.2f}% of frames, "
@@ -335,15 +349,14 @@ def _data_real(args: argparse.Namespace, spec: Any) -> int:
     return 0
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
-    from aubench.plots import reliability_histogram, soft_order_heatmap
-
-    draw = reliability_histogram if args.kind == "reliability" else soft_order_heatmap
-    print(draw(args.run_dir, args.out))
+def cmd_plot(args: argparse.Namespace, cli: Commands) -> int:
+    if args.kind not in cli.plots:
+        raise UnknownNameError("plot", args.kind, cli.plots)
+    print(cli.plots[args.kind][1](args.run_dir, args.out))
     return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def cmd_sweep(args: argparse.Namespace, cli: Commands) -> int:
     from aubench.hydra_app import run_multirun
 
     return run_multirun(args.hydra_args)

@@ -15,13 +15,18 @@ Calling conventions (pluggy):
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from omegaconf import DictConfig
+
+    from aubench.cells import Cell
+    from aubench.commands import Commands
+    from aubench.records import ResultRecord
     from aubench.specs import (
         DatasetSpec,
         LossSpec,
@@ -100,33 +105,49 @@ def aubench_config_search_paths() -> list[str | Path]:
     """
 
 
+@hookspec
+def aubench_register_commands(cli: Commands) -> None:
+    """Add subcommands, options and plots to the ``aubench`` command line (datasette's ``register_commands``).
+
+    :param cli: a :class:`aubench.commands.Commands`: ``cli.add_command(name, help, run)`` returns the
+        argparse parser of a new ``aubench NAME`` (``run(args) -> exit status``);
+        ``cli.add_options("data prepare" | "data check", datasets, title)`` returns an argument group
+        whose values are passed as keyword arguments to those datasets' ``prepare`` / ``check``;
+        ``cli.add_plot(kind, help, draw)`` adds ``aubench plot KIND <cell folder>``.
+    Called once per command line, for every plugin, before arguments are parsed; must not import torch.
+    """
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 
 @hookspec
-def aubench_cell_start(cell: Any, config: Any) -> None:
-    """Called when a cell starts training (also on resume).
+def aubench_cell_start(cell: Cell, config: DictConfig) -> None:
+    """Called when a cell starts (also on resume), before its data are loaded.
 
-    :param cell: the :class:`aubench.engine.Cell` (method, protocol, fold, seed, run directory).
+    :param cell: the :class:`aubench.Cell` (method, protocol, fold, seed, run directory).
     :param config: the resolved recipe (``omegaconf.DictConfig``), read-only by convention.
     """
 
 
 @hookspec
-def aubench_epoch_end(cell: Any, epoch: int, logs: dict[str, float]) -> None:
-    """Called after every training epoch.
+def aubench_epoch_end(cell: Cell, epoch: int, logs: dict[str, float]) -> None:
+    """Called after every training epoch, once its resume checkpoint is written.
 
-    :param cell: the running :class:`aubench.engine.Cell`.
+    :param cell: the running :class:`aubench.Cell`.
     :param epoch: the epoch that just finished, counted from 1.
     :param logs: mean loss terms of the epoch, learning rates, images per second.
     """
 
 
 @hookspec
-def aubench_cell_end(cell: Any, record: dict[str, Any] | None, error: BaseException | None) -> None:
+def aubench_cell_end(cell: Cell, record: ResultRecord | None, error: BaseException | None) -> None:
     """Called when a cell finishes, successfully (``record`` set) or not (``error`` set).
 
-    :param cell: the finished :class:`aubench.engine.Cell`.
-    :param record: the result record that was written, or ``None`` if the cell failed.
+    Fired by :func:`aubench.run_cell` itself, at the same level as ``aubench_cell_start``: every
+    started cell ends, also when ``run_cell`` is called directly.
+
+    :param cell: the finished :class:`aubench.Cell`.
+    :param record: the :class:`aubench.ResultRecord` that was written, or ``None`` if the cell failed.
     :param error: the exception that failed the cell, or ``None``.
     """

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aubench.errors import DatasetError
+
 __all__ = ["au_metrics", "all_positive_f1", "mean_std", "moving_average"]
 
 
@@ -24,7 +26,7 @@ def au_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray | None, a
     probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
     mask = np.ones_like(labels, bool) if mask is None else np.asarray(mask, bool)
     if probs.shape != labels.shape or labels.shape != mask.shape:
-        raise ValueError(f"shapes differ: probs {probs.shape}, labels {labels.shape}, mask {mask.shape}")
+        raise DatasetError(f"predictions and labels do not match: probs {probs.shape}, labels {labels.shape}, mask {mask.shape}")
     pred = probs >= threshold
     y = labels > 0.5
     tp = ((pred & y) & mask).sum(0)

@@ -1,4 +1,6 @@
-"""Plots of finished cells, written as PNG next to the run (matplotlib is an optional extra)."""
+"""Plots of finished cells, written as PNG next to the run (matplotlib is an optional extra).
+
+Plugins draw their own figures with :func:`pyplot` and register them with ``cli.add_plot``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +9,11 @@ import numpy as np
 
 from aubench.errors import ConfigError, DatasetError
 
-__all__ = ["reliability_histogram", "soft_order_heatmap"]
+__all__ = ["pyplot", "reliability_histogram"]
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or a one-line install hint (plots are an optional extra)."""
     try:
         import matplotlib
 
@@ -30,7 +33,7 @@ def reliability_histogram(run_dir: Path, out: Path | None = None, bins: int = 20
         raise DatasetError(f"{path} not found; point at a finished cell folder (one with record.json)")
     pred = np.load(path)
     probs, labels, mask, aus = pred["probs"], pred["labels"], pred["mask"], pred["aus"]
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(4, len(aus))
     rows = -(-len(aus) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
@@ -50,37 +53,6 @@ def reliability_histogram(run_dir: Path, out: Path | None = None, bins: int = 20
     fig.suptitle(f"Predicted probability by ground truth: {run_dir}", fontsize=8)
     fig.tight_layout()
     out = Path(out) if out else run_dir / "reliability.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def soft_order_heatmap(run_dir: Path, out: Path | None = None, extras: dict | None = None) -> Path:
-    """The learned soft order Ω (timestep × AU) of a MONET cell as a heatmap (thesis Fig. 2.12 style).
-
-    ``extras`` is the record's ``model_extras`` when the caller holds it; otherwise it is read from
-    ``run_dir/record.json``."""
-    import json
-
-    run_dir = Path(run_dir)
-    record = run_dir / "record.json"
-    if extras is None:
-        if not record.is_file():
-            raise DatasetError(f"{record} not found; point at a finished cell folder")
-        extras = json.loads(record.read_text()).get("model_extras") or {}
-    if "soft_order" not in extras:
-        raise ConfigError(f"{record} has no soft order: only MONET cells record one")
-    omega = np.asarray(extras["soft_order"])
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(0.5 * omega.shape[1] + 2, 0.45 * omega.shape[0] + 1.5))
-    im = ax.imshow(omega, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(omega.shape[1]), [f"AU{a}" for a in extras["aus"]], rotation=90, fontsize=8)
-    ax.set_yticks(range(omega.shape[0]), [str(t + 1) for t in range(omega.shape[0])], fontsize=8)
-    ax.set_xlabel("action unit")
-    ax.set_ylabel("timestep")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    out = Path(out) if out else run_dir / "soft_order.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -1,4 +1,9 @@
-"""Subject partitions shared by real and synthetic protocols.
+"""The standard facts every BP4D/DISFA-shaped protocol shares: AU sets, subjects, JAA-Net partitions.
+
+Defined once here; the real-data and SynthAU plugins (and any other) import them from ``aubench``.
+
+AU sets: BP4D's 12 occurrence-coded AUs; DISFA's 12 intensity-coded AUs, of which the standard
+protocol evaluates 8 (:data:`DISFA_EVAL_AUS`, intensity >= 2 is positive).
 
 The JAA-Net partitions (ZhiwenShao/JAANet ``data/{BP4D,DISFA}_part{1,2,3}_path.txt``), identical in
 ME-GraphAU, FG-Net and the ABAW3 code. aubench's convention: **fold k tests part k** and trains on
@@ -10,7 +15,12 @@ from __future__ import annotations
 
 from aubench.specs import Fold
 
-__all__ = ["JAANET_BP4D_PARTS", "JAANET_DISFA_PARTS", "jaanet_folds", "FOLD_CONVENTION"]
+__all__ = ["BP4D_AUS", "DISFA_AUS", "DISFA_EVAL_AUS", "BP4D_SUBJECTS", "DISFA_SUBJECTS", "JAANET_BP4D_PARTS",
+           "JAANET_DISFA_PARTS", "jaanet_folds", "FOLD_CONVENTION"]
+
+BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+DISFA_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
+DISFA_EVAL_AUS: tuple[int, ...] = (1, 2, 4, 6, 9, 12, 25, 26)
 
 JAANET_BP4D_PARTS: tuple[tuple[str, ...], ...] = (
     ("F001", "M007", "F018", "F008", "F002", "M004", "F010", "F009", "M012", "M001", "F016", "M014", "F023", "M008"),
@@ -22,6 +32,10 @@ JAANET_DISFA_PARTS: tuple[tuple[str, ...], ...] = (
     ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
     ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
 )
+
+#: the 41 BP4D subjects (F001-F023, M001-M018) and the 27 DISFA subjects, sorted
+BP4D_SUBJECTS: tuple[str, ...] = tuple(sorted(s for part in JAANET_BP4D_PARTS for s in part))
+DISFA_SUBJECTS: tuple[str, ...] = tuple(sorted(s for part in JAANET_DISFA_PARTS for s in part))
 
 FOLD_CONVENTION = (
     "fold k tests JAA-Net part k and trains on the other two parts. "

@@ -162,6 +162,12 @@ class Registry:
         self._validate()
 
     def _validate(self) -> None:
+        for key, ds in self.specs["dataset"].items():
+            if ds.synthetic and ds.fingerprint is None:
+                raise PluginError(
+                    f"plugin {self.owners['dataset'][key]!r}: synthetic dataset {key!r} declares no fingerprint; "
+                    "give DatasetSpec(fingerprint='pkg.module:function') returning a hash of the generator's "
+                    "parameters and source, so cached data are regenerated when the generator changes.")
         for key, proto in self.specs["protocol"].items():
             for ds in {proto.train_dataset, proto.test_dataset}:
                 if ds not in self.specs["dataset"]:

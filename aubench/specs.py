@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aubench.errors import PluginError, did_you_mean
+
 __all__ = [
     "DatasetSpec",
     "ModelSpec",
@@ -33,12 +35,17 @@ def resolve_factory(factory: str | Callable[..., Any]) -> Callable[..., Any]:
         return factory
     module_name, _, attr = factory.partition(":")
     if not attr:
-        raise ValueError(f"factory {factory!r} must look like 'package.module:attribute'")
-    module = importlib.import_module(module_name)
+        raise PluginError(f"factory {factory!r} must look like 'package.module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PluginError(f"factory {factory!r}: module {module_name!r} cannot be imported ({exc}); check the "
+                          "registering plugin's factory string and that its package is installed") from exc
     try:
         return getattr(module, attr)
     except AttributeError as exc:
-        raise ImportError(f"{module_name!r} has no attribute {attr!r} (factory {factory!r})") from exc
+        raise PluginError(f"factory {factory!r}: module {module_name!r} has no attribute {attr!r}"
+                          f"{did_you_mean(attr, [n for n in dir(module) if not n.startswith('_')])}") from exc
 
 
 def subject_hash(subjects: tuple[str, ...] | list[str]) -> str:
@@ -57,8 +64,9 @@ class DatasetSpec:
     ``counts`` (dict), ``issues`` (each printable, with a ``level`` of "error" or "warning").
     ``label_kind`` is ``"occurrence"`` (codes 0/1, ``unknown_code`` masked) or ``"intensity"``
     (0-5, binarised by the protocol's threshold).
-    ``fingerprint(name, params)`` (synthetic datasets; default SynthAU's) returns the fingerprint the
-    generated data must carry in its ``meta.json``: cached data with another one is generated again.
+    ``fingerprint(name, params)`` (required for synthetic datasets) returns the fingerprint the
+    generated data must carry in its ``meta.json``: cached data with another one is generated again,
+    so it must change whenever the generator's output would (hash its parameters and its source).
     """
 
     name: str
@@ -77,9 +85,27 @@ class DatasetSpec:
 class ModelSpec:
     """A model factory: ``factory(au_set=tuple, stats=TrainStats, **cfg) -> nn.Module``.
 
-    The module's ``forward(batch: dict) -> dict`` returns at least ``logits`` of shape
-    ``[B, len(au_set)]``. ``inputs`` lists the batch keys it needs beyond ``image``
-    (``"landmarks"``, ``"parsing"``) so the loader provides them.
+    This is the model contract, written once (CONTRIBUTING links here). The module's
+    ``forward(batch: dict) -> dict`` returns ``logits`` of shape ``[B, len(au_set)]`` in the order of
+    ``au_set`` (or ``probs``, already in [0, 1]); it may return more (branch logits, attention maps)
+    for its losses. ``batch`` holds ``image`` (normalised float [B, 3, H, W]; ``x`` [B, D] for a vector
+    dataset), ``labels``, ``mask`` and, when listed in ``inputs``, ``landmarks`` / ``parsing``.
+    Forward may run under bf16 autocast on CUDA. Optional members the engine uses:
+
+    ``configure_optimizers(optim, sched, steps_per_epoch, epochs) -> list[dict]``
+        ``{"optimizer", "scheduler" (optional), "start_epoch" (optional, 0-based)}`` per optimiser, for
+        several optimisers or warm-ups; build them with :func:`aubench.build_optimizer` and
+        :func:`aubench.build_scheduler`. Without it: one optimiser over ``param_groups(optim)`` if
+        defined, else over every trainable parameter.
+    ``extract_frozen(batch) -> Tensor``
+        features of a frozen backbone; the engine may cache them (``engine.cache_features``) and
+        then passes them as ``batch["features"]``.
+    ``on_epoch_start(epoch)``
+        called before each epoch (0-based), e.g. to anneal a temperature.
+    ``record_extras() -> dict``
+        JSON-able facts saved in the record's ``model_extras`` (e.g. MONET's soft order).
+    ``vector_input = True``
+        the model reads ``batch["x"]`` (vector datasets) instead of ``batch["image"]``.
     """
 
     name: str

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["toy_batch", "check_model", "check_loss", "check_method"]
+__all__ = ["AUS", "toy_batch", "toy_stats", "check_model", "check_loss", "check_method"]
 
 AUS = (1, 2, 4, 6, 12)
 
@@ -31,7 +31,8 @@ def toy_batch(n: int = 4, aus: tuple[int, ...] = AUS, size: int = 64, seed: int 
             "row": torch.arange(n), "pos": torch.arange(n)}
 
 
-def _stats(aus: tuple[int, ...]) -> Any:
+def toy_stats(aus: tuple[int, ...] = AUS) -> Any:
+    """Training statistics for ``aus`` with positive frequencies from 0.1 to 0.5 (for toy batches)."""
     from aubench.stats import TrainStats
 
     freq = np.linspace(0.1, 0.5, len(aus))
@@ -53,7 +54,7 @@ def check_model(name: str, registry: Any = None, size: int = 64, **params: Any) 
     spec = _registry(registry).get("model", name)
     factory = resolve_factory(spec.factory)
     torch.manual_seed(0)
-    model = factory(au_set=AUS, stats=_stats(AUS), **params)
+    model = factory(au_set=AUS, stats=toy_stats(AUS), **params)
     batch = toy_batch(size=size)
     model.train()
     out = model(batch)
@@ -71,7 +72,7 @@ def check_model(name: str, registry: Any = None, size: int = 64, **params: Any) 
         torch.save(model.state_dict(), buf)
         buf.seek(0)
         torch.manual_seed(1)
-        clone = factory(au_set=AUS, stats=_stats(AUS), **params)
+        clone = factory(au_set=AUS, stats=toy_stats(AUS), **params)
         clone.load_state_dict(torch.load(buf, weights_only=True))
         clone.eval()
         torch.testing.assert_close(clone(batch)[key], ref, msg=f"{name}: save/load round trip changed outputs")
@@ -91,13 +92,13 @@ def check_loss(name: str, registry: Any = None, outputs: dict[str, Any] | None =
     batch = toy_batch()
     logits = torch.randn(4, len(AUS), requires_grad=True)
     outs = outputs or {"logits": logits}
-    value, terms = loss(outs, batch, _stats(AUS))
+    value, terms = loss(outs, batch, toy_stats(AUS))
     assert value.ndim == 0 and torch.isfinite(value), f"{name}: loss must be a finite scalar"
     assert isinstance(terms, dict)
     value.backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0, f"{name}: no gradient w.r.t. logits"
     flipped = dict(batch, labels=torch.where(batch["mask"], batch["labels"], 1 - batch["labels"]))
-    again, _ = loss({"logits": logits.detach()}, flipped, _stats(AUS))
+    again, _ = loss({"logits": logits.detach()}, flipped, toy_stats(AUS))
     torch.testing.assert_close(again, value.detach(), msg=f"{name}: masked labels changed the loss")
     return float(value.detach())
 
@@ -112,11 +113,11 @@ def check_method(name: str, registry: Any = None, preset: str = "smoke") -> None
 
     reg = _registry(registry)
     cfg = compose(name, [f"preset={preset}"], registry=reg, synthetic=True)
-    model = build_model(cfg, reg, AUS, _stats(AUS))
+    model = build_model(cfg, reg, AUS, toy_stats(AUS))
     size = (OmegaConf.select(cfg, "input.size") or 64)
     batch = toy_batch(size=size)
     model.train()
     outputs = model(batch)
-    total = sum(w * fn(outputs, batch, _stats(AUS))[0] for _, w, fn in build_losses(cfg, reg))
+    total = sum(w * fn(outputs, batch, toy_stats(AUS))[0] for _, w, fn in build_losses(cfg, reg))
     assert torch.isfinite(total), f"{name}: non-finite loss on a toy batch"
     total.backward()

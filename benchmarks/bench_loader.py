@@ -11,7 +11,7 @@ from PIL import Image
 
 from aubench.data.loader import FrameBatches, make_loader
 from aubench.data.prepared import PreparedDataset
-from aubench.synthau import generate
+from aubench_synthau.generate import generate
 
 
 def main() -> None:

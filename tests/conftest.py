@@ -8,7 +8,7 @@ import pytest
 
 os.environ.setdefault("AUBENCH_HOME", str(Path(__file__).parent / ".." / ".cache" / "test-home"))
 
-from aubench import DatasetSpec, Fold, ProtocolSpec, hookimpl  # noqa: E402
+from aubench import BP4D_AUS, DISFA_AUS, DatasetSpec, Fold, ProtocolSpec, hookimpl  # noqa: E402
 from aubench.registry import Registry, reset_registry  # noqa: E402
 
 TINY_SUBJECTS = ("F001", "F002", "F003", "F004", "F005", "F006")  # the first 6 synth-bp4d subjects
@@ -22,11 +22,13 @@ class TinyPlugin:
     @hookimpl
     def aubench_register_datasets(self):
         return [
-            DatasetSpec(name="tiny-bp4d", au_set=(1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24), label_kind="occurrence",
-                        prepare="aubench_synthau.plugin:prepare", subjects=TINY_SUBJECTS, synthetic=True,
+            DatasetSpec(name="tiny-bp4d", au_set=BP4D_AUS, label_kind="occurrence",
+                        prepare="aubench_synthau.generate:prepare",
+                        fingerprint="aubench_synthau.generate:synth_fingerprint", subjects=TINY_SUBJECTS, synthetic=True,
                         params={"variant": "synth-bp4d", "subjects": 6, "frames_per_video": 3, "image_size": 32}),
-            DatasetSpec(name="tiny-disfa", au_set=(1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26), label_kind="intensity",
-                        prepare="aubench_synthau.plugin:prepare", subjects=TINY_DISFA, synthetic=True,
+            DatasetSpec(name="tiny-disfa", au_set=DISFA_AUS, label_kind="intensity",
+                        prepare="aubench_synthau.generate:prepare",
+                        fingerprint="aubench_synthau.generate:synth_fingerprint", subjects=TINY_DISFA, synthetic=True,
                         params={"variant": "synth-disfa", "subjects": 4, "frames_per_video": 12, "image_size": 32}),
         ]
 
@@ -35,10 +37,10 @@ class TinyPlugin:
         folds = (Fold("1", TINY_SUBJECTS[:2]), Fold("2", TINY_SUBJECTS[2:4]), Fold("3", TINY_SUBJECTS[4:]))
         return [
             ProtocolSpec(name="tiny-3fold", version="v1", train_dataset="tiny-bp4d", test_dataset="tiny-bp4d",
-                         folds=folds, eval_aus=(1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)),
+                         folds=folds, eval_aus=BP4D_AUS),
             ProtocolSpec(name="tiny-cross", version="v1", train_dataset="tiny-bp4d", test_dataset="tiny-disfa",
                          folds=(Fold("all", TINY_DISFA, TINY_SUBJECTS),), eval_aus=(1, 2, 4, 6, 12),
-                         train_aus=(1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)),
+                         train_aus=BP4D_AUS),
         ]
 
 

@@ -22,6 +22,6 @@ def test_vmnc_conforms_with_a_tiny_backbone():
     # eq. (2.38): the head starts at the training prior
     import numpy as np
 
-    from aubench.testing import AUS, _stats
+    from aubench.testing import AUS, toy_stats
 
-    assert np.allclose(model.head.bias.detach().numpy(), _stats(AUS).bias_init(), atol=1e-6)
+    assert np.allclose(model.head.bias.detach().numpy(), toy_stats(AUS).bias_init(), atol=1e-6)

@@ -5,7 +5,7 @@ import pytest
 
 from aubench.data.prepared import PreparedDataset
 from aubench.errors import DatasetError
-from aubench.synthau import generate
+from aubench_synthau.generate import generate
 
 
 @pytest.fixture(scope="module")

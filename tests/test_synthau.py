@@ -1,19 +1,12 @@
 import numpy as np
 import pytest
 
+from aubench import BP4D_SUBJECTS, DISFA_SUBJECTS, ConfigError
 from aubench.data.prepared import PARSING_CLASSES, PreparedDataset
-from aubench.synthau import (
-    _AU_COL,
-    BP4D_SUBJECTS,
-    DISFA_SUBJECTS,
-    RENDERED_AUS,
-    VARIANTS,
-    _trajectory,
-    canonical_landmarks,
-    generate,
-    simulate,
-    synth_fingerprint,
-)
+from aubench_synthau.generate import generate, simulate, synth_fingerprint
+from aubench_synthau.geometry import canonical_landmarks
+from aubench_synthau.identities import trajectory
+from aubench_synthau.variants import AU_COL, RENDERED_AUS, VARIANTS
 
 TINY = {"subjects": 3, "frames_per_video": 3, "image_size": 32}
 
@@ -60,8 +53,8 @@ def test_neighbouring_frames_are_correlated():
 
 def test_co_occurrence_rules_hold():
     rng = np.random.default_rng(0)
-    x = np.concatenate([_trajectory(rng, 200, {"tension": 1, "surprise": 1, "laugh": 1}, 0.1, {}) for _ in range(20)])
-    au = {a: x[:, _AU_COL[a]] for a in RENDERED_AUS}
+    x = np.concatenate([trajectory(rng, 200, {"tension": 1, "surprise": 1, "laugh": 1}, 0.1, {}) for _ in range(20)])
+    au = {a: x[:, AU_COL[a]] for a in RENDERED_AUS}
     assert (au[25] >= au[26]).all()  # jaw drop parts the lips
     strong4 = au[4] >= 2.0
     assert strong4.any() and (au[1][strong4] == 0).all() and (au[2][strong4] == 0).all()
@@ -73,7 +66,7 @@ def test_bp4d_variant_is_less_imbalanced_than_disfa():
     def rates(name, aus):
         v = simulate(name, subjects=10)
         x = np.concatenate([vv["intensity"] for vv in v])
-        return np.array([(x[:, _AU_COL[a]] >= 2).mean() for a in aus])
+        return np.array([(x[:, AU_COL[a]] >= 2).mean() for a in aus])
 
     shared = (1, 2, 4, 6, 12)
     assert rates("synth-bp4d", shared).mean() > 1.5 * rates("synth-disfa", shared).mean()
@@ -96,7 +89,7 @@ def test_unknown_codes_are_nine():
 def test_fingerprint_tracks_parameters():
     assert synth_fingerprint("synth-bp4d", {}) == synth_fingerprint("synth-bp4d", {"seed": 0})
     assert synth_fingerprint("synth-bp4d", {}) != synth_fingerprint("synth-bp4d", {"label_noise": 0.1})
-    with pytest.raises(TypeError, match="unknown SynthAU parameters"):
+    with pytest.raises(ConfigError, match="unknown SynthAU parameters"):
         synth_fingerprint("synth-bp4d", {"bogus": 1})
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from aubench.data.prepared import PreparedDataset
+from aubench.errors import DatasetError
 
 __all__ = ["FrameBatches", "make_loader"]
 
@@ -28,7 +29,7 @@ class FrameBatches(torch.utils.data.Dataset):
         self.data, self.rows, self.labels, self.mask = data, np.asarray(rows), labels, mask
         for key in inputs:
             if key == "landmarks" and data.landmarks is None or key == "parsing" and data.parsing is None:
-                raise ValueError(
+                raise DatasetError(
                     f"the model needs '{key}' but the prepared dataset {data.root} has none; prepare it with "
                     f"--{key} (or pick a model that does not need them)"
                 )

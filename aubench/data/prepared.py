@@ -221,10 +221,7 @@ def ensure_prepared(spec: Any, *, force: bool = False, progress: bool = True) ->
 
     out = dataset_dir(spec.name)
     if spec.synthetic:
-        from aubench.synthau import synth_fingerprint
-
-        fingerprint = resolve_factory(spec.fingerprint) if spec.fingerprint else synth_fingerprint
-        expected = fingerprint(spec.name, dict(spec.params))
+        expected = resolve_factory(spec.fingerprint)(spec.name, dict(spec.params))
         current = None
         if (out / "meta.json").is_file():
             try:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from aubench.lossutils import masked_bce, per_au_mean
+from aubench import DICE_REDUCTIONS, ConfigError, masked_bce, soft_dice
 
 __all__ = ["BCELoss", "WeightedBCELoss", "DiceLoss"]
 
@@ -36,7 +36,7 @@ class WeightedBCELoss:
 
     def __init__(self, normalise: str = "jaanet", logits_key: str = "logits"):
         if normalise not in ("jaanet", "thesis"):
-            raise ValueError(f"normalise={normalise!r}; use 'jaanet' or 'thesis'")
+            raise ConfigError(f"loss normalise={normalise!r}; use 'jaanet' or 'thesis'")
         self.normalise, self.key = normalise, logits_key
 
     def weights(self, stats: Any) -> torch.Tensor:
@@ -66,19 +66,12 @@ class DiceLoss:
     """
 
     def __init__(self, eps: float = 1.0, weighted: bool = True, reduction: str = "batch", logits_key: str = "logits"):
-        if reduction not in ("example", "batch"):
-            raise ValueError(f"reduction={reduction!r}; use 'example' or 'batch'")
+        if reduction not in DICE_REDUCTIONS:
+            raise ConfigError(f"loss reduction={reduction!r}; use one of {DICE_REDUCTIONS}")
         self.eps, self.weighted, self.reduction, self.key = eps, weighted, reduction, logits_key
 
     def __call__(self, outputs: dict[str, Any], batch: dict[str, Any], stats: Any) -> tuple[torch.Tensor, dict]:
-        p = torch.sigmoid(outputs[self.key].float())
-        y, m = batch["labels"].float(), batch["mask"].float()
-        if self.reduction == "example":
-            per = 1 - (2 * y * p + self.eps) / (y * y + p * p + self.eps)
-            per_au = per_au_mean(per, batch["mask"])
-        else:
-            per_au = 1 - (2 * (y * p * m).sum(0) + self.eps) / ((y * y * m).sum(0) + (p * p * m).sum(0) + self.eps)
-        if self.weighted:
-            w = torch.as_tensor(stats.jaanet_weights(), dtype=per_au.dtype, device=per_au.device)
-            return (w * per_au).sum() / per_au.numel(), {}
-        return per_au.mean(), {}
+        w = torch.as_tensor(stats.jaanet_weights(), dtype=torch.float32) if self.weighted else None
+        value, _ = soft_dice(torch.sigmoid(outputs[self.key].float()), batch["labels"], batch["mask"], w, self.eps,
+                             self.reduction)
+        return value, {}

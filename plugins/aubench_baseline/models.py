@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from aubench.backbones import create_backbone
+from aubench import create_backbone
 
 __all__ = ["VMNC"]
 

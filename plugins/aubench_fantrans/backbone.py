@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aubench.errors import ConfigError
+from aubench import ConfigError
 
 __all__ = ["FANFeatures", "TimmFeatures", "build_backbone", "find_fan_weights"]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from aubench.lossutils import masked_bce, per_au_mean
+from aubench import masked_bce, per_au_mean
 
 __all__ = ["OKDLoss", "bernoulli_kl"]
 

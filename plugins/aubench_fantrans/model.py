@@ -35,7 +35,7 @@ from timm.layers.attention import Attention
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from aubench.errors import ConfigError
+from aubench import ConfigError
 
 __all__ = ["MaskedAttention", "ConvModule", "FANTrans", "topk_evidence", "ATTENTION_MODES", "complexity"]
 

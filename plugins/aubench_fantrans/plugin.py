@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aubench import LossSpec, MethodSpec, ModelSpec, hookimpl
-from aubench.specs import load_reference_tables
+from aubench import LossSpec, MethodSpec, ModelSpec, hookimpl, load_reference_tables
 
 __version__ = "0.1.0"
 _HERE = Path(__file__).parent

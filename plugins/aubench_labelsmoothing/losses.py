@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aubench.lossutils import masked_bce
+from aubench import ConfigError, masked_bce
 
 __all__ = ["smoothed_targets", "rhls_alphas", "VLSLoss", "VALSLoss", "RHLSLoss", "FORMS"]
 
@@ -39,7 +39,7 @@ FORMS = ("derived", "printed")
 def smoothed_targets(y: torch.Tensor, alpha_pos: Any, alpha_neg: Any, form: str = "derived") -> torch.Tensor:
     """ỹ for binary labels ``y`` [B, K] and per-AU (or scalar) corruption probabilities α₊, α₋."""
     if form not in FORMS:
-        raise ValueError(f"form={form!r}; use one of {FORMS}")
+        raise ConfigError(f"form={form!r}; use one of {FORMS}")
     a_pos = torch.as_tensor(alpha_pos, dtype=y.dtype, device=y.device)
     a_neg = torch.as_tensor(alpha_neg, dtype=y.dtype, device=y.device)
     scale = 0.5 if form == "derived" else 1.0
@@ -89,7 +89,7 @@ class VALSLoss(_SmoothedBCE):
     def __init__(self, alpha_pos: float = 0.0, alpha_neg: float = 0.5, form: str = "derived",
                  logits_key: str = "logits"):
         if form not in FORMS:
-            raise ValueError(f"form={form!r}; use one of {FORMS}")
+            raise ConfigError(f"form={form!r}; use one of {FORMS}")
         self.alpha_pos, self.alpha_neg, self.form, self.key = float(alpha_pos), float(alpha_neg), form, logits_key
 
     def alphas(self, stats: Any) -> tuple[float, float]:
@@ -102,9 +102,9 @@ class RHLSLoss(_SmoothedBCE):
 
     def __init__(self, beta: float = 0.25, form: str = "derived", logits_key: str = "logits"):
         if form not in FORMS:
-            raise ValueError(f"form={form!r}; use one of {FORMS}")
+            raise ConfigError(f"form={form!r}; use one of {FORMS}")
         if not 0 <= beta <= 1:
-            raise ValueError(f"beta={beta} must be in [0, 1]")
+            raise ConfigError(f"beta={beta} must be in [0, 1]")
         self.beta, self.form, self.key = float(beta), form, logits_key
 
     def alphas(self, stats: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aubench import ConfigError
+
 __all__ = ["VMNCHead", "VMNSHead", "MRNNHead", "MONETHead", "sample_orders", "order_matrices"]
 
 
@@ -147,7 +149,7 @@ class MRNNHead(_Recurrent):
                  task_input: bool = True, order: str = "fixed", teacher_dropout: float = 0.0):
         super().__init__(in_dim, n_tasks, hidden, task_input, teacher_dropout)
         if order not in ("fixed", "random"):
-            raise ValueError(f"MRNN order={order!r}; use 'fixed' (one order drawn once) or 'random' (per batch)")
+            raise ConfigError(f"MRNN order={order!r}; use 'fixed' (one order drawn once) or 'random' (per batch)")
         self.cell = nn.GRUCell(self.in_dim + n_tasks, hidden)
         self.out = nn.Linear(hidden, n_tasks)
         self.samples, self.order_mode = samples, order
@@ -192,7 +194,7 @@ class MONETHead(_Recurrent):
         self.keep = M if keep is None else min(int(keep), M)
         self.infer_orders, self.infer_samples = int(infer_orders), int(infer_samples)
         if selection not in ("soft", "hard"):
-            raise ValueError(f"selection={selection!r}; use 'soft' (MONET) or 'hard' (sample one order, [80])")
+            raise ConfigError(f"selection={selection!r}; use 'soft' (MONET) or 'hard' (sample one order, [80])")
         self.selection = selection
         self.register_buffer("hard_choice", torch.tensor(-1))
         self.register_buffer("order_nll_sum", torch.zeros(M))

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from aubench import masked_bce, soft_dice
+
 __all__ = ["MONETLoss", "order_log_likelihood"]
 
 
@@ -24,20 +26,15 @@ class MONETLoss:
     """-1/N Σ_i log Σ_m π̃_{i,m} exp(Σ_t w_t l(p_{m,i}^t, y_i^{σ_m(t)})) + λ · Dice.
 
     ``weighted``: JAA-Net per-AU weights inside each order's likelihood (eq. 2.39); ``dice_weight``:
-    λ of the Dice term, applied (batch form, see the baseline plugin's Dice) to the π-weighted mixture
+    λ of the Dice term (:func:`aubench.soft_dice`, batch form) on the π-weighted mixture
     of the orders' teacher-forced probabilities. Heads without orders (VMNC, VMNS, MRNN) get the
     (weighted) BCE of their logits plus the same Dice, so the chapter's baselines share the loss.
     """
 
     def __init__(self, weighted: bool = False, dice_weight: float = 0.0):
-        from aubench_baseline.losses import DiceLoss
-
         self.weighted, self.dice_weight = weighted, float(dice_weight)
-        self.dice = DiceLoss(reduction="batch", weighted=weighted)
 
     def __call__(self, outputs: dict[str, Any], batch: dict[str, Any], stats: Any) -> tuple[torch.Tensor, dict]:
-        from aubench.lossutils import masked_bce
-
         y, mask = batch["labels"], batch["mask"]
         w = torch.as_tensor(stats.jaanet_weights(), dtype=torch.float32, device=y.device) if self.weighted else None
         terms = {}
@@ -49,7 +46,7 @@ class MONETLoss:
         terms["nll"] = float(nll.detach())
         total = nll
         if self.dice_weight:
-            dice, _ = self.dice(outputs, batch, stats)
+            dice, _ = soft_dice(torch.sigmoid(outputs["logits"].float()), y, mask, w, reduction="batch")
             terms["dice"] = float(dice.detach())
             total = total + self.dice_weight * dice
         return total, terms

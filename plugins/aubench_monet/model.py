@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from aubench.backbones import create_backbone
-from aubench.errors import ConfigError
+from aubench import ConfigError, create_backbone
 from aubench_monet.heads import MONETHead, MRNNHead, VMNCHead, VMNSHead
 
 __all__ = ["MultiTaskNet", "mlp_encoder"]

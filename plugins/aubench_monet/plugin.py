@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aubench import DatasetSpec, Fold, LossSpec, MethodSpec, ModelSpec, ProtocolSpec, hookimpl
-from aubench.specs import load_reference_tables
+from aubench import DatasetSpec, Fold, LossSpec, MethodSpec, ModelSpec, ProtocolSpec, hookimpl, load_reference_tables
 
 __version__ = "0.1.0"
 _HERE = Path(__file__).parent
@@ -76,6 +75,21 @@ def aubench_cell_end(cell, record, error):
 
     if importlib.util.find_spec("matplotlib") is None:
         return
-    from aubench.plots import soft_order_heatmap
+    from aubench_monet.plots import soft_order_heatmap
 
     soft_order_heatmap(cell.run_dir, extras=record.model_extras)
+
+
+@hookimpl
+def aubench_register_commands(cli):
+    """``aubench plot order <cell folder>`` and ``aubench monet-toy`` (the toy reproductions of §2.5.1)."""
+    cli.add_plot("order", "MONET's learned soft order, timestep x AU (thesis Fig. 2.12)", _draw_order)
+    from aubench_monet.toy import add_arguments, run_command
+
+    add_arguments(cli.add_command("monet-toy", "reproduce the thesis' toy Tables 2.1 and 2.2 (§2.5.1)", run_command))
+
+
+def _draw_order(run_dir, out):
+    from aubench_monet.plots import soft_order_heatmap
+
+    return soft_order_heatmap(run_dir, out)

@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from aubench import AubenchError, ConfigError, ResultExistsError
 
 __all__ = ["toy_labels", "toy_split", "prepare_toy", "toy_fingerprint", "train_toy", "TABLE_2_1", "TABLE_2_2",
            "DEFAULT_WARMUP", "reproduce", "reproduce_all", "choose_warmup"]
@@ -92,7 +93,7 @@ def toy_fingerprint(name: str, params: dict[str, Any]) -> str:
 
     unknown = set(params) - {"n_tasks", "seed"}
     if unknown:
-        raise TypeError(f"unknown toy dataset parameters {sorted(unknown)}; known: n_tasks, seed")
+        raise ConfigError(f"unknown toy dataset parameters {sorted(unknown)}; known: n_tasks, seed")
     code = inspect.getsource(toy_labels) + inspect.getsource(toy_split)
     blob = json.dumps({"name": name, "n_tasks": 5, "seed": 0, **params, "code": code}, sort_keys=True)
     return "toy-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -105,7 +106,7 @@ def prepare_toy(out_dir: Path, progress: bool = True, n_tasks: int = 5, seed: in
     """
     import pandas as pd
 
-    from aubench.data.prepared import PreparedWriter
+    from aubench import PreparedWriter
 
     out_dir = Path(out_dir)
     splits = toy_split(n_tasks, seed)
@@ -125,7 +126,9 @@ def prepare_toy(out_dir: Path, progress: bool = True, n_tasks: int = 5, seed: in
 def train_toy(head: str, n_tasks: int = 5, seed: int = 0, epochs: int = 500, batch: int = 64, lr: float = 5e-4,
               decay: float = 0.99, **head_cfg: Any) -> dict[str, Any]:
     """Train one model on one toy draw; return test accuracy per task and MONET's order facts."""
-    from aubench.stats import TrainStats
+    import torch
+
+    from aubench import TrainStats
     from aubench_monet.losses import MONETLoss
     from aubench_monet.model import MultiTaskNet
 
@@ -177,6 +180,8 @@ def train_toy(head: str, n_tasks: int = 5, seed: int = 0, epochs: int = 500, bat
 
 
 def _job(args: tuple) -> dict:
+    import torch
+
     name, head, cfg, seed, epochs = args
     torch.set_num_threads(1)
     res = train_toy(head, seed=seed, epochs=epochs, **cfg)
@@ -225,7 +230,7 @@ def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, o
     if warmup is None:
         warmup = DEFAULT_WARMUP.get(table, 0)
     if out is not None and Path(out).with_suffix(".md").exists() and not overwrite:
-        raise FileExistsError(f"{Path(out).with_suffix('.md')} exists; pass --overwrite to replace it or another --out")
+        raise ResultExistsError(f"{Path(out).with_suffix('.md')} exists; pass --overwrite to replace it or another --out")
     if table == "2.2":
         jobs = _jobs_2_2(runs, epochs, warmup, keep)
     elif table == "2.1":
@@ -233,7 +238,7 @@ def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, o
     elif table == "warmup":
         jobs = _jobs_warmup(runs, epochs, list(grid), keep)
     else:
-        raise ValueError(f"table={table!r}; use '2.1', '2.2' or 'warmup'")
+        raise ConfigError(f"table={table!r}; use '2.1', '2.2' or 'warmup'")
     jobs.sort(key=lambda j: j[3])  # seed-major: a stopped run has every row at fewer seeds
     t0 = time.time()
     from tqdm.auto import tqdm
@@ -318,7 +323,8 @@ def render_table(meta: dict[str, Any], results: list[dict]) -> str:
              f"{meta.get('workers', 2)} worker(s)" + (f", {resumed} runs resumed from an earlier invocation" if resumed else "")
              + ".", ""]
     if table == "2.2":
-        lines += ["| method | task 1 | task 2 | task 3 | task 4 | task 5 | mean | thesis mean |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["| method | task 1 | task 2 | task 3 | task 4 | task 5 | mean | thesis mean |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, rs in by.items():
             acc = np.mean([r["accuracy"] for r in rs], 0)
             std = np.std([r["mean"] for r in rs])
@@ -348,8 +354,8 @@ def render_table(meta: dict[str, Any], results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m aubench_monet.toy", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``aubench monet-toy`` (and ``python -m aubench_monet.toy``)."""
     p.add_argument("--render", type=Path, default=None, metavar="JSON",
                    help="only re-render the Markdown table beside a reproduction's .json")
     p.add_argument("--table", choices=["2.1", "2.2", "warmup", "all"],
@@ -366,7 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", default="0,10,25,50", help="warm-up lengths for --table warmup (default 0,10,25,50)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out table")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run what :func:`add_arguments` parsed; refusing to replace a finished table raises a one-line error."""
     if args.render is not None:
         data = json.loads(args.render.read_text())
         text = _titled(data["table"], render_table(data, data["results"]))
@@ -374,20 +384,25 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
     if args.table is None:
-        p.error("--table is required (or --render JSON)")
+        raise ConfigError("--table is required (or --render JSON)")
     grid = tuple(int(n) for n in args.grid.split(","))
-    try:
-        if args.table == "all":
-            print(reproduce_all(args.out or Path("runs/reproductions"), args.runs, args.warmup_runs, epochs=args.epochs,
-                                workers=args.workers, keep=args.keep, progress=not args.no_progress, grid=grid,
-                                overwrite=args.overwrite))
-        else:
-            print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out, args.warmup, args.keep,
-                            not args.no_progress, grid, args.overwrite))
-    except FileExistsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.table == "all":
+        print(reproduce_all(args.out or Path("runs/reproductions"), args.runs, args.warmup_runs, epochs=args.epochs,
+                            workers=args.workers, keep=args.keep, progress=not args.no_progress, grid=grid,
+                            overwrite=args.overwrite))
+    else:
+        print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out, args.warmup, args.keep,
+                        not args.no_progress, grid, args.overwrite))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = add_arguments(argparse.ArgumentParser(prog="python -m aubench_monet.toy", description=__doc__.split("\n\n")[0]))
+    try:
+        return run_command(p.parse_args(argv))
+    except AubenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

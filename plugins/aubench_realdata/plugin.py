@@ -17,17 +17,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aubench import DatasetSpec, Fold, ProtocolSpec, hookimpl
-from aubench.protocols import FOLD_CONVENTION, JAANET_BP4D_PARTS, JAANET_DISFA_PARTS, jaanet_folds
+from aubench import (
+    BP4D_AUS,
+    BP4D_SUBJECTS,
+    DISFA_AUS,
+    DISFA_EVAL_AUS,
+    DISFA_SUBJECTS,
+    FOLD_CONVENTION,
+    JAANET_BP4D_PARTS,
+    JAANET_DISFA_PARTS,
+    DatasetError,
+    DatasetSpec,
+    Fold,
+    ProtocolSpec,
+    hookimpl,
+    jaanet_folds,
+)
 
 __version__ = "0.1.0"
 
-BP4D_AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
-DISFA_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
-DISFA_EVAL_AUS = (1, 2, 4, 6, 9, 12, 25, 26)
 CROSS_AUS = (1, 2, 4, 6, 12)
-BP4D_SUBJECTS = tuple(s for part in JAANET_BP4D_PARTS for s in part)
-DISFA_SUBJECTS = tuple(s for part in JAANET_DISFA_PARTS for s in part)
 
 
 @hookimpl
@@ -66,6 +75,33 @@ def aubench_register_protocols():
     ]
 
 
+@hookimpl
+def aubench_register_commands(cli):
+    """The options of ``aubench data check`` / ``data prepare`` for BP4D and DISFA (passed to
+    :func:`check_bp4d` / :func:`prepare_bp4d` and their DISFA twins as keyword arguments)."""
+    import os
+
+    frames = ("--frames-dir", {"type": Path, "default": None,
+                               "help": "BP4D: folder holding <SUBJ>/<TASK>/; DISFA: pre-extracted frames <SN>/<frame>.jpg"})
+    check = cli.add_options("data check", ("bp4d", "disfa"), "BP4D / DISFA (plugin realdata)")
+    check.add_argument(frames[0], **frames[1])
+    prep = cli.add_options("data prepare", ("bp4d", "disfa"), "BP4D / DISFA (plugin realdata)")
+    prep.add_argument(frames[0], **frames[1])
+    prep.add_argument("--from-list", type=Path, default=None,
+                      help="a JAA-Net / ME-GraphAU list file of aligned crops (labels still come from raw_root)")
+    prep.add_argument("--image-root", type=Path, default=None, help="folder the list file's paths are relative to")
+    prep.add_argument("--crop", choices=["detector", "none"], default="detector",
+                      help="detector: S3FD face box + margin; none: images are already face crops")
+    prep.add_argument("--size", dest="image_size", type=int, default=256,
+                      help="output crop size (default 256, as FAN-Trans)")
+    prep.add_argument("--margin", type=float, default=0.25, help="box enlargement before the square crop")
+    prep.add_argument("--detector-weights", type=Path, default=None, help="local S3FD weights file")
+    prep.add_argument("--landmarks", action="store_true", help="also store 68-point landmarks and parsing maps")
+    prep.add_argument("--device", default="cpu", help="device of the face detector and landmark model")
+    prep.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                      help="parallel preparation processes")
+
+
 # --------------------------------------------------------------------------- check / prepare
 
 
@@ -82,8 +118,6 @@ def check_disfa(raw_root: Path, frames_dir: Path | None = None, **_: Any):
 
 
 def _raise_on_errors(scan: Any) -> None:
-    from aubench.errors import DatasetError
-
     for issue in scan.issues:
         if issue.level == "warning":
             import warnings
@@ -162,7 +196,6 @@ def fan_landmarker(device: str = "cpu"):
     """68-point landmarks on a face crop with face-alignment's FAN, weights from the torch-hub cache."""
     import torch
 
-    from aubench.errors import DatasetError
 
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     if not any(cache.glob("2DFAN4*")):

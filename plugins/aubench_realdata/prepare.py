@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from aubench.errors import DatasetError
+from aubench import DatasetError
 
 __all__ = ["prepare_sequences", "crop_square", "sfd_detector", "box_from_background", "preprocessing_id"]
 
@@ -184,8 +184,7 @@ def prepare_sequences(out_dir: Path, *, name: str, au_set: tuple[int, ...], labe
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from aubench.data.parsing import parsing_from_landmarks
-    from aubench.data.prepared import PreparedWriter
+    from aubench import PreparedWriter, parsing_from_landmarks
 
     if crop not in ("detector", "none"):
         raise DatasetError(f"crop={crop!r}; use 'detector' or 'none'")

@@ -12,26 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BP4D_AUS", "DISFA_AUS", "DISFA_LABELLED_AUS", "DISFA_SUBJECTS", "Issue", "Sequence", "Scan",
-           "scan_bp4d", "scan_disfa", "read_bp4d_csv", "read_disfa_labels", "parse_list_file"]
+from aubench import BP4D_AUS, DISFA_AUS, DISFA_SUBJECTS, DatasetError, Issue
+from aubench import Scan as CoreScan
 
-BP4D_AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
-DISFA_LABELLED_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
-DISFA_AUS = DISFA_LABELLED_AUS
-DISFA_SUBJECTS = tuple(f"SN{i:03d}" for i in (*range(1, 14), 16, 17, 18, 21, *range(23, 33)))
+__all__ = ["Issue", "Sequence", "Scan", "scan_bp4d", "scan_disfa", "read_bp4d_csv", "read_disfa_labels",
+           "parse_list_file"]
+
 BP4D_FRAME_DIRS = ("", "Sequences", "2D+3D", "BP4D-training", "BP4D_Sequences")
 UNKNOWN = -1  # code for "no label" in prepared DISFA data (BP4D keeps its own 9)
-
-
-@dataclass
-class Issue:
-    level: str  # "error" | "warning"
-    where: str
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.level.upper():7s} {self.where}: {self.message} -> {self.fix}"
 
 
 @dataclass
@@ -47,20 +35,10 @@ class Sequence:
 
 
 @dataclass
-class Scan:
-    """What a raw copy contains, plus every problem found."""
+class Scan(CoreScan):
+    """:class:`aubench.Scan` plus the labelled sequences found, ready for preparation."""
 
-    dataset: str
     sequences: list[Sequence] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    counts: dict = field(default_factory=dict)
-
-    @property
-    def errors(self) -> list[Issue]:
-        return [i for i in self.issues if i.level == "error"]
-
-    def add(self, level: str, where: str | Path, message: str, fix: str) -> None:
-        self.issues.append(Issue(level, str(where), message, fix))
 
 
 # --------------------------------------------------------------------------- BP4D
@@ -197,7 +175,7 @@ def scan_bp4d(root: Path, *, frames_dir: Path | None = None, aus: tuple[int, ...
 
 
 def read_disfa_labels(folder: Path, sn: str, scan: Scan,
-                      aus: tuple[int, ...] = DISFA_LABELLED_AUS) -> tuple[np.ndarray, np.ndarray] | None:
+                      aus: tuple[int, ...] = DISFA_AUS) -> tuple[np.ndarray, np.ndarray] | None:
     """1-based frame numbers and intensity codes [n, K] (``-1`` where an AU file has no line)."""
     per_au: dict[int, dict[int, int]] = {}
     for au in aus:
@@ -332,8 +310,6 @@ def parse_list_file(path: Path) -> list[tuple[str, str, int, str]]:
                 out.append((m["subject"], m.groupdict().get("video") or "LeftCamera", int(m["frame"]), line))
                 break
         else:
-            from aubench.errors import DatasetError
-
             raise DatasetError(f"{path}:{lineno}: cannot read subject/task/frame from {line!r}; expected names like "
                                "F001/T1/2440.jpg, F007_T1_0643.jpg or SN001/0.png")
     return out

@@ -5,26 +5,40 @@ partitions of the real datasets.
 """
 from __future__ import annotations
 
-from aubench import DatasetSpec, Fold, ProtocolSpec, hookimpl
-from aubench.protocols import FOLD_CONVENTION, JAANET_BP4D_PARTS, JAANET_DISFA_PARTS, jaanet_folds
-from aubench.synthau import BP4D_AUS, BP4D_SUBJECTS, DISFA_AUS, DISFA_EVAL_AUS, DISFA_SUBJECTS
+from aubench import (
+    BP4D_AUS,
+    BP4D_SUBJECTS,
+    DISFA_AUS,
+    DISFA_EVAL_AUS,
+    DISFA_SUBJECTS,
+    FOLD_CONVENTION,
+    JAANET_BP4D_PARTS,
+    JAANET_DISFA_PARTS,
+    DatasetSpec,
+    Fold,
+    ProtocolSpec,
+    hookimpl,
+    jaanet_folds,
+)
 
 __version__ = "0.1.0"
 
 CROSS_AUS = (1, 2, 4, 6, 12)
+PREPARE = "aubench_synthau.generate:prepare"
+FINGERPRINT = "aubench_synthau.generate:synth_fingerprint"
 
 
 @hookimpl
 def aubench_register_datasets():
     return [
-        DatasetSpec(name="synth-bp4d", au_set=BP4D_AUS, label_kind="occurrence", prepare="aubench_synthau.plugin:prepare",
+        DatasetSpec(name="synth-bp4d", au_set=BP4D_AUS, label_kind="occurrence", prepare=PREPARE, fingerprint=FINGERPRINT,
                     subjects=BP4D_SUBJECTS, synthetic=True, params={"label_noise": 0.05},
                     description="SynthAU, BP4D-like: 41 subjects x 8 tasks, 12 AUs, 0/1/9 occurrence codes"),
-        DatasetSpec(name="synth-disfa", au_set=DISFA_AUS, label_kind="intensity", prepare="aubench_synthau.plugin:prepare",
+        DatasetSpec(name="synth-disfa", au_set=DISFA_AUS, label_kind="intensity", prepare=PREPARE, fingerprint=FINGERPRINT,
                     subjects=DISFA_SUBJECTS, synthetic=True, params={"label_noise": 0.05},
                     description="SynthAU, DISFA-like: 27 subjects, one video each, 12 AUs with 0-5 intensities"),
         DatasetSpec(name="synth-bp4d-noisy", au_set=BP4D_AUS, label_kind="occurrence",
-                    prepare="aubench_synthau.plugin:prepare", subjects=BP4D_SUBJECTS, synthetic=True,
+                    prepare=PREPARE, fingerprint=FINGERPRINT, subjects=BP4D_SUBJECTS, synthetic=True,
                     params={"variant": "synth-bp4d", "label_noise": 0.3},
                     description="synth-bp4d with 30% of positive AU episodes annotated as absent (label noise)"),
     ]
@@ -54,9 +68,3 @@ def aubench_register_protocols():
                      fold_convention=FOLD_CONVENTION),
     ]
 
-
-def prepare(out_dir, progress=True, **params):
-    """Generate a SynthAU variant into ``out_dir`` (whose folder name is the dataset name)."""
-    from aubench.synthau import generate
-
-    return generate(out_dir, name=out_dir.name, progress=progress, **params)

@@ -4,7 +4,7 @@ import torch
 from timm.models.vision_transformer import Block
 
 from aubench.errors import ConfigError
-from aubench.testing import AUS, _stats, toy_batch
+from aubench.testing import AUS, toy_batch, toy_stats
 from aubench_fantrans.backbone import FANFeatures
 from aubench_fantrans.losses import OKDLoss, bernoulli_kl
 from aubench_fantrans.model import FANTrans, MaskedAttention, complexity, topk_evidence
@@ -22,7 +22,7 @@ def small(**kw):
     torch.manual_seed(0)
     cfg = dict(backbone=SMOKE_BACKBONE, input_size=64, conv_dim=64, depth=2)
     cfg.update(kw)
-    return FANTrans(AUS, _stats(AUS), **cfg)
+    return FANTrans(AUS, toy_stats(AUS), **cfg)
 
 
 def test_fan_feature_is_768_x_64_x_64_at_256(fan):
@@ -46,7 +46,7 @@ def test_backbone_is_frozen_in_eval_mode_and_gets_no_gradient():
     model.train()
     assert not model.backbone.training and model.conv.training
     out = model(toy_batch(size=64))
-    loss, _ = OKDLoss()(out, toy_batch(size=64), _stats(AUS))
+    loss, _ = OKDLoss()(out, toy_batch(size=64), toy_stats(AUS))
     loss.backward()
     assert all(p.grad is None for p in model.backbone.parameters())
     assert all(not p.requires_grad for p in model.backbone.parameters())
@@ -113,7 +113,7 @@ def test_inference_export_drops_auxiliaries_and_keeps_p_m():
     model = small()
     model.train()
     batch = toy_batch(size=64)
-    OKDLoss()(model(batch), batch, _stats(AUS))[0].backward()  # any trained-looking state
+    OKDLoss()(model(batch), batch, toy_stats(AUS))[0].backward()  # any trained-looking state
     model.eval()
     exported = model.export_inference()
     with torch.no_grad():
@@ -140,7 +140,7 @@ def test_okd_loss_terms_and_zero_kl_for_identical_students():
     model = small()
     model.train()
     batch = toy_batch(size=64)
-    loss, terms = OKDLoss(lambda_kd=0.2)(model(batch), batch, _stats(AUS))
+    loss, terms = OKDLoss(lambda_kd=0.2)(model(batch), batch, toy_stats(AUS))
     assert set(terms) == {"cls_0.o2o", "cls_1.o2m", "cls_ensemble", "kd"}
     expected = terms["cls_0.o2o"] + terms["cls_1.o2m"] + terms["cls_ensemble"] + 0.2 * terms["kd"]
     assert loss.item() == pytest.approx(expected, rel=1e-5)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from aubench.testing import _stats
+from aubench import ConfigError
+from aubench.testing import toy_stats
 from aubench_monet.heads import MONETHead, order_matrices, sample_orders
 from aubench_monet.losses import MONETLoss
 from aubench_monet.model import MultiTaskNet
@@ -18,7 +19,7 @@ def net(**kw):
     torch.manual_seed(0)
     cfg = dict(head="monet", input_dim=2, hidden=8, n_orders=6, warmup=0)
     cfg.update(kw)
-    return MultiTaskNet(AUS3, _stats(AUS3), **cfg)
+    return MultiTaskNet(AUS3, toy_stats(AUS3), **cfg)
 
 
 def test_orders_are_distinct_permutations_and_soft_orders_bistochastic():
@@ -43,7 +44,7 @@ def test_vectorised_loss_equals_a_direct_computation_of_eq_2_27():
         model.head.order_logits.copy_(torch.tensor([0.5, -1.0, 0.2, 0.0, 1.0, -0.3]))
     batch = {"x": x, "labels": y, "mask": mask}
     out = model(batch)
-    loss, _ = MONETLoss()(out, batch, _stats(AUS3))
+    loss, _ = MONETLoss()(out, batch, toy_stats(AUS3))
     head, h0 = model.head, model.head.init(model.encoder(x))
     pi = torch.softmax(head.order_logits, 0)
     direct = 0.0
@@ -106,8 +107,8 @@ def test_masked_labels_do_not_change_the_loss():
     x, y = torch.randn(8, 2), (torch.rand(8, 3) > 0.5).float()
     mask = torch.rand(8, 3) > 0.3
     flipped = torch.where(mask, y, 1 - y)
-    a = MONETLoss()(model({"x": x, "labels": y, "mask": mask}), {"labels": y, "mask": mask}, _stats(AUS3))[0]
-    b = MONETLoss()(model({"x": x, "labels": flipped, "mask": mask}), {"labels": flipped, "mask": mask}, _stats(AUS3))[0]
+    a = MONETLoss()(model({"x": x, "labels": y, "mask": mask}), {"labels": y, "mask": mask}, toy_stats(AUS3))[0]
+    b = MONETLoss()(model({"x": x, "labels": flipped, "mask": mask}), {"labels": flipped, "mask": mask}, toy_stats(AUS3))[0]
     assert a.item() == pytest.approx(b.item(), rel=1e-6)
 
 
@@ -189,7 +190,7 @@ def test_mrnn_order_is_drawn_once_or_per_batch(mode):
     runs = [model(batch)["logits"] for _ in range(6)]
     same = all(torch.equal(runs[0], r) for r in runs[1:])
     assert same == (mode == "fixed")
-    with pytest.raises(ValueError, match="order='sideways'"):
+    with pytest.raises(ConfigError, match="order='sideways'"):
         net(head="mrnn", mrnn_order="sideways")
 
 
@@ -198,7 +199,7 @@ def test_without_task_input_the_cells_read_the_previous_label_only():
     assert all(c.input_size == 1 for c in model.head.cells)
     model.train()
     batch = {"x": torch.randn(4, 2), "labels": torch.ones(4, 3), "mask": torch.ones(4, 3, dtype=torch.bool)}
-    loss, _ = MONETLoss()(model(batch), batch, _stats(AUS3))
+    loss, _ = MONETLoss()(model(batch), batch, toy_stats(AUS3))
     assert torch.isfinite(loss)
 
 

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from fixtures.raw_trees import write_bp4d_tree, write_disfa_tree
 
 from aubench import Fold, ProtocolSpec, hookimpl
 from aubench.data.prepared import PreparedDataset
 from aubench.errors import DatasetError
-from aubench.synthau_raw import write_bp4d_tree, write_disfa_tree
 from aubench_realdata.plugin import prepare_bp4d, prepare_disfa
 from aubench_realdata.prepare import box_from_background
 from aubench_realdata.readers import parse_list_file, scan_bp4d, scan_disfa
@@ -214,7 +214,7 @@ def test_prepared_real_data_runs_through_the_engine(bp4d, tmp_path, monkeypatch)
 
 def test_parsing_from_landmarks_matches_the_synthetic_renderer(tmp_path):
     from aubench.data.parsing import parsing_from_landmarks
-    from aubench.synthau import generate
+    from aubench_synthau.generate import generate
 
     ds = PreparedDataset(generate(tmp_path / "s", name="synth-bp4d", subjects=1, frames_per_video=4, image_size=64,
                                   progress=False))
