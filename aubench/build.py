@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from aubench.registry import Registry
     from aubench.stats import TrainStats
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "build_model", "build_losses", "build_optimizer", "build_optimizers",
+__all__ = ["CELL_CONTEXT", "OPTIMIZERS", "SCHEDULERS", "build_model", "build_losses", "build_optimizer", "build_optimizers",
            "build_scheduler"]
 
 #: Optimiser names a recipe's ``optim.name`` may use.
@@ -33,13 +33,26 @@ def _params(node: Any) -> dict[str, Any]:
     return dict(OmegaConf.to_container(node, resolve=True)) if OmegaConf.is_config(node) else dict(node)
 
 
-def build_model(cfg: DictConfig, registry: Registry, au_set: tuple[int, ...], stats: TrainStats) -> torch.nn.Module:
-    """The recipe's model, predicting ``au_set`` in that order (its batch inputs are ``ModelSpec.inputs``)."""
+#: what a model factory may ask for in ``ModelSpec.context``
+CELL_CONTEXT = ("seed", "fold", "run_dir")
+
+
+def build_model(cfg: DictConfig, registry: Registry, au_set: tuple[int, ...], stats: TrainStats,
+                context: Mapping[str, Any] | None = None) -> torch.nn.Module:
+    """The recipe's model, predicting ``au_set`` in that order (its batch inputs are ``ModelSpec.inputs``).
+
+    ``context`` holds the cell's facts (:data:`CELL_CONTEXT`); the factory gets those its spec lists.
+    """
     params = _params(cfg.model)
     name = params.pop("name")
     spec = registry.get("model", name)
+    unknown = sorted(set(spec.context) - set(CELL_CONTEXT))
+    if unknown:
+        raise ConfigError(f"model {name!r} (plugin {registry.owner('model', name)!r}) asks for cell context {unknown}; "
+                          f"a model may ask for {list(CELL_CONTEXT)}")
+    given = {key: (context or {}).get(key) for key in spec.context}
     try:
-        model = resolve_factory(spec.factory)(au_set=au_set, stats=stats, **params)
+        model = resolve_factory(spec.factory)(au_set=au_set, stats=stats, **given, **params)
     except TypeError as exc:
         raise ConfigError(f"model {name!r} (plugin {registry.owner('model', name)!r}) rejected its parameters "
                           f"{params}: {exc}") from exc

@@ -43,7 +43,9 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"{self.method} [{self.preset}] {self.protocol.id} fold {self.fold.name} seed {self.seed}"
+        overrides = list(self.config.overrides) if self.config is not None else []
+        variant = self.preset + (f" + {' '.join(overrides)}" if overrides else "")
+        return f"{self.method} [{variant}] {self.protocol.id} fold {self.fold.name} seed {self.seed}"
 
     @property
     def record_path(self) -> Path:
@@ -75,8 +77,7 @@ def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[st
     from aubench.config import compose, config_hash
 
     proto = registry.get("protocol", protocol)
-    synthetic = registry.get("dataset", proto.train_dataset).synthetic
-    cfg = compose(method, overrides, registry=registry, synthetic=synthetic)
+    cfg = compose(method, overrides, registry=registry, dataset=proto.train_dataset)
     chash = config_hash(cfg)
     variant = variant_name(cfg.preset, list(cfg.overrides), chash)
     name = registry.get("method", method).name
@@ -118,16 +119,22 @@ def _echo_outcome(outcome: CellOutcome, echo: Callable[[str], Any]) -> None:
     if outcome.status == "failed":
         echo(f"FAIL  {cell.label}: {outcome.error} (traceback in {cell.run_dir / 'failed.json'})")
     elif outcome.status == "done":
-        rec = outcome.record
-        echo(f"done  {cell.label}: F1 {rec.f1_avg:.1f} on {rec.n_test_frames} frames "
-             f"(test subjects #{cell.fold.test_hash}) in {outcome.seconds:.0f}s")
+        echo(f"done  {cell.label}: {_score_text(outcome.record, cell.protocol)} on {outcome.record.n_test_frames} "
+             f"frames (test subjects #{cell.fold.test_hash}) in {outcome.seconds:.0f}s")
+
+
+def _score_text(rec: ResultRecord, protocol: ProtocolSpec) -> str:
+    from aubench.leaderboard import METRICS, score
+
+    return f"{METRICS[protocol.metric]} {score(rec, protocol.metric):.1f}"
 
 
 def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False, progress: bool = True,
               echo: Callable[[str], Any] = print, jobs: int = 1) -> list[CellOutcome]:
     """Run cells; a failing cell is recorded (``failed.json``) and the sweep goes on.
 
-    Finished cells (with a ``record.json``) are skipped unless ``overwrite``. With ``jobs > 1`` the
+    Finished cells (with a ``record.json``) are skipped unless ``overwrite``; a cell listed twice
+    (the same run folder) runs once. With ``jobs > 1`` the
     cells run in that many worker processes (started fresh, so plugins come from entry points),
     each with ``cores // jobs`` torch threads unless the recipe sets ``engine.threads``; outcomes
     are returned in the order of ``cells``.
@@ -135,11 +142,13 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
     from aubench.records import load_record
 
     outcomes: dict[int, CellOutcome] = {}
-    todo = []
+    todo, first = [], {}
     for i, cell in enumerate(cells):
+        if first.setdefault(cell.run_dir, i) != i:
+            continue
         if cell.record_path.exists() and not overwrite:
             rec = load_record(cell.record_path)
-            echo(f"skip  {cell.label}: finished before (F1 {rec.f1_avg:.1f}; --overwrite to redo)")
+            echo(f"skip  {cell.label}: finished before ({_score_text(rec, cell.protocol)}; --overwrite to redo)")
             outcomes[i] = CellOutcome(cell, "skipped", rec)
         else:
             todo.append(i)
@@ -147,7 +156,7 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
         for i in todo:
             outcomes[i] = _run_one(cells[i], registry, overwrite, progress, None)
             _echo_outcome(outcomes[i], echo)
-        return [outcomes[i] for i in range(len(cells))]
+        return [outcomes[first[cell.run_dir]] for cell in cells]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -157,4 +166,4 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
         for fut in as_completed(futures):
             outcomes[futures[fut]] = fut.result()
             _echo_outcome(outcomes[futures[fut]], echo)
-    return [outcomes[i] for i in range(len(cells))]
+    return [outcomes[first[cell.run_dir]] for cell in cells]

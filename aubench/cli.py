@@ -90,7 +90,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
     sweep = sub.add_parser("sweep", help="Hydra multirun: one job per cell (local, or SLURM/Ray launchers)",
                            add_help=False)
     sweep.add_argument("hydra_args", nargs=argparse.REMAINDER,
-                       help="e.g. method=vmnc-bce,vmnc-wbce protocol=synth-bp4d-3fold fold=1,2,3 seed=0,1")
+                       help="e.g. method=M1,M2 protocol=P fold=1,2,3 seed=0,1 (Hydra multirun syntax)")
 
     cli = Commands(sub, {"data check": chk, "data prepare": prep})
     cli.add_plot("reliability", "per-AU histograms of predictions by ground truth (thesis Fig. 4.4)", _reliability)
@@ -176,7 +176,7 @@ def cmd_list(args: argparse.Namespace, cli: Commands) -> int:
                 elif singular == "model" and spec.inputs:
                     extra = "needs " + ", ".join(spec.inputs)
                 rows.append([key, reg.owners[singular][key], extra, spec.description])
-            print(tabulate(rows, headers=[singular, "plugin", "", "description"], tablefmt="simple"))
+            print(tabulate(rows, headers=[singular, "plugin", "details", "description"], tablefmt="simple"))
     return 0
 
 
@@ -188,8 +188,7 @@ def cmd_show(args: argparse.Namespace, cli: Commands) -> int:
 
     reg = get_registry()
     dataset = reg.get("protocol", args.protocol).train_dataset if args.protocol else args.dataset
-    synthetic = reg.get("dataset", dataset).synthetic if dataset else True
-    cfg = compose(args.method, args.overrides, registry=reg, synthetic=synthetic)
+    cfg = compose(args.method, args.overrides, registry=reg, dataset=dataset)
     print(OmegaConf.to_yaml(cfg), end="")
     return 0
 

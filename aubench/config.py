@@ -3,15 +3,24 @@
 Resolution order (later wins): the method's base recipe, then ``presets.<preset>`` of that recipe,
 then the user's overrides (``optim.lr=1e-4``), parsed with Hydra's override grammar (``+key=v`` adds,
 ``~key`` deletes). A misspelt key fails with "did you mean" suggestions from the recipe's keys.
+
+``preset=auto`` (the default) picks, for the protocol's training dataset: the preset the recipe's
+``dataset_presets`` names for it (e.g. ``{disfa: paper-disfa}``), else ``smoke`` on synthetic data
+and ``paper`` on real data.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aubench.errors import ConfigError, UnknownNameError, did_you_mean
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from aubench.registry import Registry
 
 __all__ = ["compose", "config_hash", "PRESETS", "searchpath_override"]
 
@@ -21,7 +30,7 @@ _MISSING = object()
 CELL_KEYS = ("protocol", "fold", "seed", "runs_dir", "overwrite", "preset")
 
 
-def searchpath_override(registry: Any) -> str:
+def searchpath_override(registry: Registry) -> str:
     paths = ",".join(f"file://{p}" for p in registry.search_paths[1:])
     return f"hydra.searchpath=[{paths}]"
 
@@ -38,10 +47,10 @@ def _flat_keys(cfg: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def compose(method: str, overrides: Sequence[str] = (), *, registry: Any, synthetic: bool | None = None) -> Any:
+def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, dataset: str | None = None) -> DictConfig:
     """Return the resolved recipe (``DictConfig``) for ``method`` with ``overrides`` applied.
 
-    ``synthetic`` decides what ``preset=auto`` means (smoke on synthetic data, paper on real data).
+    ``dataset`` is the training dataset ``preset=auto`` resolves for (none: a synthetic one).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -80,10 +89,12 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Any, synthe
             raise ConfigError(f"{ov.input_line!r} is a sweep; run sweeps with `aubench sweep` (Hydra multirun).")
         if ov.key_or_group == "preset":
             preset = ov.value()
-    if preset == "auto":
-        preset = "smoke" if synthetic else "paper"
     with open_dict(base):
         presets_node = base.pop("presets", None)
+        by_dataset = base.pop("dataset_presets", None) or {}
+    if preset == "auto":
+        synthetic = registry.get("dataset", dataset).synthetic if dataset else True
+        preset = by_dataset.get(dataset) or ("smoke" if synthetic else "paper")
     if presets_node is None or preset not in presets_node:
         raise UnknownNameError(f"preset of {method}", str(preset), list(presets_node or PRESETS))
     OmegaConf.set_struct(base, False)  # a preset may add keys the base recipe does not have
@@ -114,7 +125,7 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Any, synthe
     return merged
 
 
-def config_hash(cfg: Any) -> str:
+def config_hash(cfg: DictConfig) -> str:
     """Hash of everything that changes training (not which fold/seed/folder), for resume checks."""
     from omegaconf import OmegaConf
 

@@ -380,7 +380,8 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         data = split_cell(cell, registry, progress)
         sets = _frame_sets(data, registry.get("model", cell.config.model.name).inputs, cell.protocol.positive_threshold)
         stats = _train_stats(cell, sets, data.train_aus)
-        model = build_model(cell.config, registry, data.train_aus, stats)
+        model = build_model(cell.config, registry, data.train_aus, stats,
+                            {"seed": cell.seed, "fold": cell.fold.name, "run_dir": cell.run_dir})
         _check_input_kind(model, cell, data)
         init = load_init_weights(model, cell, data) if cell.config.init.checkpoint else None
         rt.place(model)

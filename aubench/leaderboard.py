@@ -8,7 +8,7 @@ checked against the records it was rendered from.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,22 +18,38 @@ if TYPE_CHECKING:
     from aubench.records import ResultRecord
     from aubench.registry import Registry
 
-__all__ = ["aggregate", "render", "write_leaderboard"]
+__all__ = ["METRICS", "score", "aggregate", "render", "write_leaderboard"]
 
 
-def aggregate(records: Iterable[ResultRecord]) -> dict[str, list[dict[str, Any]]]:
-    """Group records by protocol and (method, variant); mean ± std over their cells."""
+METRICS = {"f1": "F1", "accuracy": "accuracy"}
+
+
+def score(rec: ResultRecord, metric: str = "f1", au: int | None = None) -> float:
+    """A record's AU-average (or one AU's) ``metric`` in percent."""
+    if au is not None:
+        return float(rec.per_au[str(au)][metric])
+    if metric == "f1":
+        return rec.f1_avg
+    return float(sum(rec.per_au[str(a)][metric] for a in rec.aus) / len(rec.aus))
+
+
+def aggregate(records: Iterable[ResultRecord], metrics: Mapping[str, str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Group records by protocol and (method, variant); mean ± std over their cells.
+
+    ``metrics`` maps a protocol id to the metric its rows are scored by (default ``"f1"``).
+    """
     groups: dict[tuple[str, str, str], list[ResultRecord]] = defaultdict(list)
     for rec in records:
         groups[(rec.protocol_id, rec.method, rec.variant)].append(rec)
     table: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (proto, method, variant), recs in sorted(groups.items()):
+        metric = (metrics or {}).get(proto, "f1")
         aus = recs[0].aus
-        mean, std = mean_std([r.f1_avg for r in recs])
-        per_au = {str(a): mean_std([r.au_f1(a) for r in recs])[0] for a in aus}
+        mean, std = mean_std([score(r, metric) for r in recs])
+        per_au = {str(a): mean_std([score(r, metric, a) for r in recs])[0] for a in aus}
         seeds = sorted({r.seed for r in recs})
         table[proto].append({
-            "method": method, "variant": variant, "aus": aus, "f1_mean": mean, "f1_std": std, "per_au": per_au,
+            "method": method, "variant": variant, "aus": aus, "mean": mean, "std": std, "per_au": per_au,
             "folds": sorted({r.fold for r in recs}), "seeds": seeds, "n_cells": len(recs),
             "frames": sum(r.n_test_frames for r in recs) // max(len(seeds), 1),
             "hashes": sorted({f"{r.fold}:{r.test_subject_hash}" for r in recs}),
@@ -53,7 +69,7 @@ def _all_positive_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     per_au = {str(a): mean_std([pf[str(a)] for pf in per_fold])[0] for a in aus}
     avgs = [sum(pf.values()) / len(pf) for pf in per_fold]
     mean, std = mean_std(avgs)
-    return {"per_au": per_au, "f1_mean": mean, "f1_std": std}
+    return {"per_au": per_au, "mean": mean, "std": std}
 
 
 def render(records: list[ResultRecord], references: Iterable[tuple[str, Any]] = (), *,
@@ -62,7 +78,8 @@ def render(records: list[ResultRecord], references: Iterable[tuple[str, Any]] = 
     from tabulate import tabulate
 
     refs = list(references)
-    table = aggregate(records)
+    protocols = protocols or {}
+    table = aggregate(records, {key: spec.metric for key, spec in protocols.items()})
     out = [f"# {title}", "",
            "F1 (%) per AU at threshold 0.5 over all test frames of each fold, AU-average as mean ± std over "
            "folds × seeds. *All positive* predicts every AU present (F1 = 2p/(1+p)): the floor to beat. "
@@ -70,21 +87,26 @@ def render(records: list[ResultRecord], references: Iterable[tuple[str, Any]] = 
            "data fingerprint.", ""]
     for proto_id, rows in table.items():
         aus = rows[0]["aus"]
-        spec = (protocols or {}).get(proto_id)
+        spec = protocols.get(proto_id)
+        metric = spec.metric if spec is not None else "f1"
         out += [f"## {proto_id}", ""]
         if spec is not None and spec.description:
             out += [spec.description + ".", ""]
         if spec is not None and spec.fold_convention:
             out += [f"Folds: {spec.fold_convention}", ""]
-        headers = ["method", "preset", "avg F1", *[f"AU{a}" for a in aus], "folds × seeds", "test frames"]
+        if metric != "f1":
+            out += [f"Scored by {METRICS[metric]} (%) per task (column AU*k* is task *k*), not F1.", ""]
+        headers = ["method", "preset", f"avg {METRICS[metric]}", *[f"AU{a}" for a in aus], "folds × seeds",
+                   "test frames"]
         body = []
-        for row in sorted(rows, key=lambda r: -r["f1_mean"]):
-            body.append([row["method"], row["variant"], f"**{row['f1_mean']:.1f}** ± {row['f1_std']:.1f}",
+        for row in sorted(rows, key=lambda r: -r["mean"]):
+            body.append([row["method"], row["variant"], f"**{row['mean']:.1f}** ± {row['std']:.1f}",
                          *[f"{row['per_au'][str(a)]:.1f}" for a in aus],
                          f"{len(row['folds'])} × {len(row['seeds'])}", row["frames"]])
-        floor = _all_positive_row(rows)
-        body.append(["*all positive*", "", f"{floor['f1_mean']:.1f} ± {floor['f1_std']:.1f}",
-                     *[f"{floor['per_au'][str(a)]:.1f}" for a in aus], "", ""])
+        if metric == "f1":
+            floor = _all_positive_row(rows)
+            body.append(["*all positive*", "", f"{floor['mean']:.1f} ± {floor['std']:.1f}",
+                         *[f"{floor['per_au'][str(a)]:.1f}" for a in aus], "", ""])
         out.append(tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True))
         out.append("")
         hashes = sorted({h for r in rows for h in r["hashes"]})
@@ -112,31 +134,23 @@ def _render_reference(ref: Any, owner: str, with_protocol: bool = False) -> list
     for row in ref.rows.values():
         keys += [k for k in row if k not in keys and str(k).isdigit()]
     keys.sort(key=int)
-    headers = ["published", "avg F1", *[f"AU{k}" for k in keys], "aubench method"]
+    extra: list[str] = []  # columns beside the per-AU values (e.g. how often an order was found)
+    for row in ref.rows.values():
+        extra += [k for k in row if k not in extra and not str(k).isdigit() and k not in ("avg", "avg_std")]
+    headers = ["published", f"avg {METRICS.get(ref.metric, ref.metric)}", *[f"AU{k}" for k in keys],
+               *[k for k in extra], "aubench method"]
 
     def avg(row: Any) -> str:
         text = f"{row['avg']:.1f}" if "avg" in row else ""
         return text + (f" ± {row['avg_std']:.1f}" if "avg_std" in row else "")
 
-    body = [[label, avg(row), *[f"{row[k]:.1f}" if k in row else "" for k in keys], ref.method.get(label, "")]
+    body = [[label, avg(row), *[f"{row[k]:.1f}" if k in row else "" for k in keys],
+             *[f"{row[k]:g}" if k in row else "" for k in extra], ref.method.get(label, "")]
             for label, row in ref.rows.items()]
     where = f" on {ref.protocol}" if with_protocol else ""
     lines = [f"Published{where}: {ref.source} (registered by plugin `{owner}`)." + (f" {ref.note}" if ref.note else ""),
              "", tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
     return lines
-
-
-def render_reproductions(folder: Path) -> str:
-    """A "Reproductions" section from the Markdown tables in ``folder`` (e.g. written by
-    ``python -m aubench_monet.toy --out <runs>/reproductions/...``), headings demoted under it."""
-    tables = sorted(Path(folder).glob("*.md")) if Path(folder).is_dir() else []
-    if not tables:
-        return ""
-    out = ["", "## Reproductions of published tables", ""]
-    for path in tables:
-        text = path.read_text(encoding="utf-8").strip()
-        out += ["##" + line if line.startswith("# ") else line for line in text.splitlines()] + [""]
-    return "\n".join(out)
 
 
 def write_leaderboard(records_dir: Path, out: Path, registry: Registry, title: str = "aubench leaderboard") -> Path:
@@ -149,5 +163,5 @@ def write_leaderboard(records_dir: Path, out: Path, registry: Registry, title: s
 
     records = load_records(records_dir, strict=False)
     text = render(records, registry.references, protocols=registry.specs["protocol"], title=title)
-    atomic_write_text(out, text + render_reproductions(Path(records_dir) / "reproductions"))
+    atomic_write_text(out, text)
     return out

@@ -74,9 +74,6 @@ class ResultRecord:
         """The recipe variant as the leaderboard names it: the preset and any overrides."""
         return self.preset + (f" + {' '.join(self.overrides)}" if self.overrides else "")
 
-    def au_f1(self, au: int | str) -> float:
-        return float(self.per_au[str(au)]["f1"])
-
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("path")

@@ -49,6 +49,11 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
+def _key(kind: str, spec: Any) -> str:
+    """The name a spec is registered under: ``name@version`` for protocols, ``name`` otherwise."""
+    return spec.id if kind == "protocol" else spec.name
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -142,7 +147,7 @@ class Registry:
                     raise PluginError(
                         f"plugin {owner!r}: {hook_name} returned {type(spec).__name__}, expected {spec_type.__name__}"
                     )
-                key = spec.id if kind == "protocol" else spec.name
+                key = _key(kind, spec)
                 if key in self.specs[kind]:
                     raise DuplicateNameError(
                         f"{kind} {key!r} is registered by both plugin {self.owners[kind][key]!r} and plugin "
@@ -162,6 +167,13 @@ class Registry:
         self._validate()
 
     def _validate(self) -> None:
+        from aubench.leaderboard import METRICS
+
+        for kind, owner, spec in [("protocol", self.owners["protocol"][k], p) for k, p in self.specs["protocol"].items()] + [
+                ("reference table", owner, t) for owner, t in self.references]:
+            if spec.metric not in METRICS:
+                raise PluginError(f"plugin {owner!r}: {kind} {getattr(spec, 'id', None) or spec.source!r} has metric "
+                                  f"{spec.metric!r}; use one of {sorted(METRICS)}")
         for key, ds in self.specs["dataset"].items():
             if ds.synthetic and ds.fingerprint is None:
                 raise PluginError(
@@ -208,9 +220,7 @@ class Registry:
         return sorted(self.specs[kind])
 
     def owner(self, kind: str, name: str) -> str:
-        spec = self.get(kind, name)
-        key = spec.id if kind == "protocol" else spec.name
-        return self.owners[kind][key]
+        return self.owners[kind][_key(kind, self.get(kind, name))]
 
     def plugin_version(self, name: str) -> str:
         """The version of plugin ``name`` (its distribution's, or its ``__version__``)."""

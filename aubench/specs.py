@@ -106,12 +106,16 @@ class ModelSpec:
         JSON-able facts saved in the record's ``model_extras`` (e.g. MONET's soft order).
     ``vector_input = True``
         the model reads ``batch["x"]`` (vector datasets) instead of ``batch["image"]``.
+
+    ``context`` lists facts of the cell the factory is given as keyword arguments: ``seed`` (the
+    cell's seed), ``fold`` (the fold name) and ``run_dir`` (the cell folder).
     """
 
     name: str
     factory: str | Callable[..., Any]
     inputs: tuple[str, ...] = ()
     description: str = ""
+    context: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,8 @@ class ProtocolSpec:
     ``train_aus`` are the AUs models are trained on (default: ``eval_aus``); cross-dataset protocols
     train on the source's full AU set and evaluate the shared subset.
     ``positive_threshold`` binarises intensity labels (``>= threshold`` is positive).
+    ``metric`` is what the leaderboard ranks by: ``"f1"`` (AU detection) or ``"accuracy"`` (per-task
+    accuracy, for multi-task benchmarks such as MONET's toy).
     A changed protocol gets a new ``version``; it is never edited silently.
     """
 
@@ -181,6 +187,7 @@ class ProtocolSpec:
     default: bool = False
     description: str = ""
     fold_convention: str = ""
+    metric: str = "f1"
 
     @property
     def id(self) -> str:
@@ -199,10 +206,12 @@ class ProtocolSpec:
 
 @dataclass(frozen=True)
 class ReferenceTable:
-    """Published F1 numbers (percent) to show beside ours on the leaderboard.
+    """Published numbers (percent) to show beside ours on the leaderboard.
 
-    ``rows`` maps a row label to ``{au_number: f1, ..., "avg": f1}``. ``method`` optionally names the
-    aubench method that reproduces the row.
+    ``rows`` maps a row label to ``{au_number: value, ..., "avg": value}`` (other keys, such as
+    ``avg_std``, are extra columns). ``method`` optionally names the aubench method that reproduces
+    a row: a method name, or ``"method [variant]"`` as the leaderboard names a recipe variant.
+    ``metric`` is ``"f1"`` or ``"accuracy"``, as the protocol's.
     """
 
     source: str
@@ -210,6 +219,7 @@ class ReferenceTable:
     rows: Mapping[str, Mapping[str, float]]
     method: Mapping[str, str] = field(default_factory=dict)
     note: str = ""
+    metric: str = "f1"
 
 
 def load_reference_tables(folder: str | Path) -> list[ReferenceTable]:

@@ -112,7 +112,7 @@ def check_method(name: str, registry: Any = None, preset: str = "smoke") -> None
     from aubench.config import compose
 
     reg = _registry(registry)
-    cfg = compose(name, [f"preset={preset}"], registry=reg, synthetic=True)
+    cfg = compose(name, [f"preset={preset}"], registry=reg)
     model = build_model(cfg, reg, AUS, toy_stats(AUS))
     size = (OmegaConf.select(cfg, "input.size") or 64)
     batch = toy_batch(size=size)

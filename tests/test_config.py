@@ -5,53 +5,53 @@ from aubench.errors import ConfigError, UnknownNameError
 
 
 def test_preset_auto_picks_smoke_on_synthetic_and_paper_on_real(registry):
-    smoke = compose("vmnc-bce", registry=registry, synthetic=True)
-    paper = compose("vmnc-bce", registry=registry, synthetic=False)
+    smoke = compose("vmnc-bce", registry=registry)
+    paper = compose("vmnc-bce", registry=registry, dataset="bp4d")
     assert smoke.preset == "smoke" and smoke.model.backbone == "test_resnet"
     assert paper.preset == "paper" and paper.model.backbone == "inception_v3" and paper.optim.lr == 1e-4
     assert "presets" not in smoke
 
 
 def test_user_overrides_win_over_the_preset(registry):
-    cfg = compose("vmnc-bce", ["optim.lr=0.5", "epochs=2", "preset=paper"], registry=registry, synthetic=True)
+    cfg = compose("vmnc-bce", ["optim.lr=0.5", "epochs=2", "preset=paper"], registry=registry)
     assert cfg.preset == "paper" and cfg.optim.lr == 0.5 and cfg.epochs == 2
     assert list(cfg.overrides) == ["optim.lr=0.5", "epochs=2"]
 
 
 def test_keys_added_by_the_preset_can_be_overridden(registry):
-    cfg = compose("vmnc-bce", ["+sched.t_max=9"], registry=registry, synthetic=True)
+    cfg = compose("vmnc-bce", ["+sched.t_max=9"], registry=registry)
     assert cfg.sched.t_max == 9
 
 
 def test_unknown_override_suggests_the_key(registry):
     with pytest.raises(ConfigError, match=r"'optim.lrr=1'.*Did you mean 'optim.lr'"):
-        compose("vmnc-bce", ["optim.lrr=1"], registry=registry, synthetic=True)
+        compose("vmnc-bce", ["optim.lrr=1"], registry=registry)
 
 
 def test_plus_adds_and_tilde_deletes(registry):
-    cfg = compose("vmnc-bce", ["+model.extra=3", "~augment.contrast"], registry=registry, synthetic=True)
+    cfg = compose("vmnc-bce", ["+model.extra=3", "~augment.contrast"], registry=registry)
     assert cfg.model.extra == 3 and "contrast" not in cfg.augment
 
 
 def test_sweep_syntax_is_refused_outside_sweeps(registry):
     with pytest.raises(ConfigError, match="aubench sweep"):
-        compose("vmnc-bce", ["optim.lr=1e-3,1e-4"], registry=registry, synthetic=True)
+        compose("vmnc-bce", ["optim.lr=1e-3,1e-4"], registry=registry)
 
 
 def test_unknown_preset(registry):
     with pytest.raises(UnknownNameError, match="Unknown preset of vmnc-bce 'fast'"):
-        compose("vmnc-bce", ["preset=fast"], registry=registry, synthetic=True)
+        compose("vmnc-bce", ["preset=fast"], registry=registry)
 
 
 def test_config_hash_ignores_cell_selection_but_not_recipe(registry):
-    a = compose("vmnc-bce", ["seed=3", "engine.device=cpu"], registry=registry, synthetic=True)
-    b = compose("vmnc-bce", registry=registry, synthetic=True)
-    c = compose("vmnc-bce", ["optim.lr=0.1"], registry=registry, synthetic=True)
+    a = compose("vmnc-bce", ["seed=3", "engine.device=cpu"], registry=registry)
+    b = compose("vmnc-bce", registry=registry)
+    c = compose("vmnc-bce", ["optim.lr=0.1"], registry=registry)
     assert config_hash(a) == config_hash(b) != config_hash(c)
 
 
 def test_recipe_is_read_only(registry):
-    cfg = compose("vmnc-bce", registry=registry, synthetic=True)
+    cfg = compose("vmnc-bce", registry=registry)
     from omegaconf.errors import ReadonlyConfigError
 
     with pytest.raises(ReadonlyConfigError):

@@ -138,3 +138,82 @@ def test_dataset_spec_is_cheap_and_frozen():
 
     with pytest.raises(FrozenInstanceError):
         spec.name = "y"
+
+
+class ShipsAMethod:
+    """A plugin with its own config folder, a method recipe in it, and a published table."""
+
+    def __init__(self, conf):
+        self.conf = conf
+
+    @hookimpl
+    def aubench_register_methods(self):
+        return [MethodSpec(name="my-bce", description="vmnc with plain BCE, from another plugin", default=False)]
+
+    @hookimpl
+    def aubench_config_search_paths(self):
+        return [self.conf]
+
+    @hookimpl
+    def aubench_register_references(self):
+        from aubench import ReferenceTable
+
+        return [ReferenceTable(source="Someone et al., Table 9", protocol="tiny-3fold@v1",
+                               rows={"Theirs": {"1": 50.0, "avg": 50.0}}, method={"Theirs": "my-bce"})]
+
+
+def test_a_plugin_ships_recipes_from_its_config_folder_and_published_tables(tmp_path):
+    from aubench.config import compose
+    from aubench.leaderboard import render
+
+    (tmp_path / "method").mkdir()
+    (tmp_path / "method" / "my-bce.yaml").write_text("# @package _global_\ndefaults:\n  - /recipe/vmnc\n  - _self_\n"
+                                                     "loss:\n  name: bce\nepochs: 3\n")
+    reg = make_registry(("ships", ShipsAMethod(tmp_path)))
+    assert reg.owner("method", "my-bce") == "ships" and tmp_path in reg.search_paths
+    cfg = compose("my-bce", registry=reg)
+    assert cfg.loss.name == "bce" and cfg.preset == "smoke" and cfg.epochs == 8  # the smoke preset wins over 3
+    assert "Published on tiny-3fold@v1: Someone et al., Table 9 (registered by plugin `ships`)" in render(
+        [], reg.references)
+
+
+class AddsCommands:
+    """A plugin adding a subcommand, an option of `data check`, and a plot."""
+
+    seen: dict = {}
+
+    @hookimpl
+    def aubench_register_commands(self, cli):
+        hello = cli.add_command("hello", "say hello", lambda args: print(f"hello {args.name}") or 0)
+        hello.add_argument("--name", default="world")
+        cli.add_options("data check", ["tiny-real"], "tiny-real").add_argument("--strict-names", action="store_true")
+        cli.add_plot("nothing", "draws nothing", lambda run_dir, out: f"drew {run_dir}")
+
+    @hookimpl
+    def aubench_register_datasets(self):
+        return [DatasetSpec(name="tiny-real", au_set=(1,), label_kind="occurrence", prepare="x:y",
+                            check=AddsCommands.check)]
+
+    @staticmethod
+    def check(raw_root, strict_names=False):
+        from aubench import Scan
+
+        AddsCommands.seen = {"raw_root": raw_root, "strict_names": strict_names}
+        return Scan("tiny-real", counts={"files": 0})
+
+
+def test_plugins_add_commands_options_and_plots(tmp_path, capsys):
+    from aubench.cli import main
+    from aubench.registry import reset_registry
+
+    reset_registry(make_registry(("adds", AddsCommands())))
+    try:
+        assert main(["hello", "--name", "AU"]) == 0 and capsys.readouterr().out == "hello AU\n"
+        assert main(["data", "check", "tiny-real", str(tmp_path), "--strict-names"]) == 0
+        assert AddsCommands.seen == {"raw_root": tmp_path, "strict_names": True}
+        assert "0 error(s), 0 warning(s)" in capsys.readouterr().out
+        assert main(["plot", "nothing", str(tmp_path)]) == 0 and capsys.readouterr().out == f"drew {tmp_path}\n"
+        assert main(["plot", "nothign", str(tmp_path)]) == 2
+        assert "Did you mean 'nothing'" in capsys.readouterr().err
+    finally:
+        reset_registry(None)

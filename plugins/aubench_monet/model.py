@@ -34,11 +34,13 @@ class MultiTaskNet(nn.Module):
     def __init__(self, au_set: tuple[int, ...], stats: Any = None, head: str = "monet", backbone: str = "resnet18",
                  pretrained: bool | str = False, input_dim: int | None = None, encoder_layers: int = 4,
                  hidden: int = 64, n_orders: int = 120, keep: int | None = None, warmup: int = 5,
-                 infer_orders: int = 20, infer_samples: int = 1, selection: str = "soft", order_seed: int = 0,
+                 infer_orders: int = 20, infer_samples: int = 1, selection: str = "soft", order_seed: int | None = None,
                  orders: list[list[int]] | None = None, order_lr: float = 5e-3, bias_init: bool = True,
                  vmns_layers: int = 2, teacher_dropout: float = 0.0,
-                 task_input: bool = True, mrnn_order: str = "fixed"):
+                 task_input: bool = True, mrnn_order: str = "fixed", seed: int | None = None):
         super().__init__()
+        if order_seed is None:  # the M orders (and MRNN's one) are drawn with the cell's seed
+            order_seed = seed or 0
         n = len(au_set)
         self.au_set, self.warmup, self.order_lr = tuple(au_set), int(warmup), float(order_lr)
         self.vector_input = bool(input_dim)  # reads batch["x"] (vector datasets) instead of batch["image"]
@@ -75,7 +77,7 @@ class MultiTaskNet(nn.Module):
         """The encoder and heads on the recipe's optimiser; MONET's order logits on their own Adam
         (learning rate ``order_lr``), first stepped after a warm-up of ``n`` epochs (§2.4.3, "Warm-up to
         step away from bad starting points")."""
-        from aubench.build import build_optimizer, build_scheduler
+        from aubench import build_optimizer, build_scheduler
 
         order = [self.head.order_logits] if isinstance(self.head, MONETHead) else []
         rest = [p for p in self.parameters() if p.requires_grad and all(p is not q for q in order)]

@@ -27,14 +27,19 @@ def aubench_register_datasets():
 def aubench_register_protocols():
     return [ProtocolSpec(name="monet-toy", version="v1", train_dataset="monet-toy", test_dataset="monet-toy",
                          folds=(Fold(name="test", test_subjects=("test",), train_subjects=("train",)),),
-                         eval_aus=TOY_TASKS,
+                         eval_aus=TOY_TASKS, metric="accuracy",
                          description="MONET toy (§2.5.1): train on the train draw, test on the test draw; "
-                                     "run with preset=toy (per-task accuracy is in the record)")]
+                                     "the monet recipes pick preset=toy for it"),
+            ProtocolSpec(name="monet-toy-val", version="v1", train_dataset="monet-toy", test_dataset="monet-toy",
+                         folds=(Fold(name="val", test_subjects=("val",), train_subjects=("train",)),),
+                         eval_aus=TOY_TASKS, metric="accuracy",
+                         description="MONET toy (§2.5.1) on the validation draw, for choices such as the "
+                                     "warm-up n (`aubench monet-toy --table warmup`)")]
 
 
 @hookimpl
 def aubench_register_models():
-    return [ModelSpec(name="multitask", factory="aubench_monet.model:MultiTaskNet",
+    return [ModelSpec(name="multitask", factory="aubench_monet.model:MultiTaskNet", context=("seed",),
                       description="shared encoder + VMNC / VMNS / MRNN / MONET head (thesis chapter 2)")]
 
 

@@ -1,4 +1,4 @@
-"""MONET's toy dataset (thesis §2.5.1) and a CPU reproduction of Tables 2.1 and 2.2.
+"""MONET's toy dataset (thesis §2.5.1) and the reproduction of its Tables 2.1 and 2.2 through the harness.
 
 **The dataset.** X ~ U([-1, 1]²) and T binary tasks on X⁽¹⁾. Eq. (2.37) is garbled in our copy
 (read literally, with b_i^t = −1 + (i − 1)/2^t, task 1 would be positive on two separate intervals);
@@ -6,65 +6,47 @@ the prose and Fig. 2.6 define it unambiguously and we follow them: task 1 is pos
 and task t splits each of the 2^(t−1) zones of task t − 1 in half, positive on the left half. With
 z = (x + 1)/2 ∈ [0, 1], task t is positive iff the t-th binary digit of z is 0. Task t has 2^t − 1
 boundaries, but given tasks 1…t − 1 it is a single-threshold problem, so the identity order is best.
+It is the ``monet-toy`` dataset: its 500 / 250 / 250 draws are the subjects ``train``, ``val`` and
+``test``; the ``monet-toy`` protocol tests on ``test``, ``monet-toy-val`` on ``val`` (for choices).
 
-**The reproduction** (implementation details of §2.5.1): 500 / 250 / 250 samples (train / validation
-/ test), a shared encoder of four 64-unit ReLU layers, 64-unit heads (VMNC, VMNS) or GRU cells
-(MRNN, MONET), L = 20 inference samples, Adam with base learning rate 5e-4 decayed by 0.99 per
-epoch, 500 epochs, batch 64, order selector Adam at 5e-3. The thesis tunes MONET's k and n on the
-validation set without giving the values; we use k = 100 of M = 120 orders (the value its Fig. 2.8
-discusses) and choose n on validation with ``--table warmup`` (n in 0, 10, 25, 50). Accuracy is
-measured on the test set at threshold 0.5, per task, averaged over runs.
+**The reproduction** runs ordinary harness cells: the ``monet`` recipe's ``toy`` preset (the
+implementation details of §2.5.1: a 4 × 64 ReLU encoder, 64-unit GRU cells, L = 20, Adam 5e-4 decayed
+by 0.99 per epoch, 500 epochs, batch 64, order selector Adam 5e-3, M = 120, k = 100) with one override
+list per table row (:func:`table_variants`) and one cell per seed. Finished cells are kept and
+skipped, so an interrupted reproduction resumes; ``--jobs`` runs cells in parallel processes. The
+thesis' numbers are the plugin's reference tables, so the leaderboard shows both.
 
-Validation (3 runs) prefers no warm-up at all (n = 0: 95.0; 10: 92.9; 25: 88.9; 50: 91.5), so
-Table 2.2's MONET uses n = 0 and Table 2.1's warm-up rows the best n > 0, n = 10
-(:data:`DEFAULT_WARMUP`; ``--warmup N`` overrides both).
+The thesis tunes k and the warm-up n on validation without giving the values: k = 100 is the value
+its Fig. 2.8 discusses; n is chosen on ``monet-toy-val`` by ``--table warmup`` (n in 0, 10, 25, 50
+epochs of 500). Unlike the thesis' runs, which we read as new draws, aubench's runs share the one
+draw (seed 0) and differ by the cell's seed (initialisation, the M sampled orders, dropout).
 
-    python -m aubench_monet.toy --table 2.2 --runs 10    # VMNC, VMNS, MRNN, MONET, oracle
-    python -m aubench_monet.toy --table warmup --runs 3  # MONET's warm-up n on validation
-    python -m aubench_monet.toy --table 2.1 --runs 10    # order selection variants, M = 120
-    python -m aubench_monet.toy --table all --out DIR    # the three, n chosen by the first (about 2.3 h)
-
-With ``--out PATH`` every finished run is appended to ``PATH.runs.jsonl`` at once, so an interrupted
-reproduction resumes where it stopped; ``PATH.md`` and ``PATH.json`` are written at the end.
+    aubench monet-toy --table warmup --runs 3 --jobs 2   # MONET's warm-up n on validation
+    aubench monet-toy --table 2.2 --runs 10 --jobs 2     # VMNC, VMNS, MRNN, MONET, oracle
+    aubench monet-toy --table 2.1 --runs 10 --jobs 2     # order selection variants
+    aubench monet-toy --table all --jobs 2               # the three, n chosen by the first
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aubench import AubenchError, ConfigError, ResultExistsError
+from aubench import AubenchError, ConfigError, load_reference_tables
 
-__all__ = ["toy_labels", "toy_split", "prepare_toy", "toy_fingerprint", "train_toy", "TABLE_2_1", "TABLE_2_2",
-           "DEFAULT_WARMUP", "reproduce", "reproduce_all", "choose_warmup"]
+__all__ = ["toy_labels", "toy_split", "prepare_toy", "toy_fingerprint", "table_variants", "run_table", "reproduce",
+           "reproduce_all", "choose_warmup", "render_table", "DEFAULT_WARMUP", "IDENTITY"]
 
 #: MONET's warm-up n (in epochs of 500) per table, as chosen by ``--table warmup`` on validation:
 #: n = 0 overall (Table 2.2), and the best n > 0 for the warm-up rows of Table 2.1.
 DEFAULT_WARMUP = {"2.2": 0, "2.1": 10}
-
-TABLE_2_2 = {  # thesis Table 2.2: accuracy per task (%), T = 5, mean over 10 runs
-    "VMNC": [98.7, 97.6, 92.4, 65.2, 54.0, 81.5], "VMNS": [98.7, 97.5, 72.8, 51.5, 52.9, 74.9],
-    "MRNN": [93.7, 93.6, 80.1, 60.5, 51.3, 75.9], "MONET": [99.4, 98.3, 95.8, 90.0, 68.2, 90.1],
-    "Oracle": [99.6, 98.6, 96.1, 92.1, 80.6, 93.4],
-}
-TABLE_2_1 = {  # thesis Table 2.1: (mean accuracy %, runs that find the identity order out of 10)
-    "hard selection": (74.2, 0), "MONET": (89.2, 8), "MONET + warm-up": (89.3, 9),
-    "MONET + order dropout": (89.8, 10), "MONET + warm-up + order dropout": (90.1, 10),
-}
-VARIANTS_2_1 = {  # (hard selection, warm-up, order dropout)
-    "hard selection": (True, True, False),
-    "MONET": (False, False, False),
-    "MONET + warm-up": (False, True, False),
-    "MONET + order dropout": (False, False, True),
-    "MONET + warm-up + order dropout": (False, True, True),
-}
+IDENTITY = [1, 2, 3, 4, 5]
+TABLES = ("2.1", "2.2", "warmup")
+_HERE = Path(__file__).parent
 
 
 def toy_labels(x1: np.ndarray, n_tasks: int) -> np.ndarray:
@@ -123,96 +105,7 @@ def prepare_toy(out_dir: Path, progress: bool = True, n_tasks: int = 5, seed: in
                          preprocessing_id="monet-toy-v1")
 
 
-def train_toy(head: str, n_tasks: int = 5, seed: int = 0, epochs: int = 500, batch: int = 64, lr: float = 5e-4,
-              decay: float = 0.99, **head_cfg: Any) -> dict[str, Any]:
-    """Train one model on one toy draw; return test accuracy per task and MONET's order facts."""
-    import torch
-
-    from aubench import TrainStats
-    from aubench_monet.losses import MONETLoss
-    from aubench_monet.model import MultiTaskNet
-
-    torch.manual_seed(seed)
-    (xtr, ytr), (xva, yva), (xte, yte) = toy_split(n_tasks, seed)
-    stats = TrainStats.from_labels(tuple(range(1, n_tasks + 1)), ytr, np.ones_like(ytr, bool))
-    cfg = {"infer_orders": 20, "infer_samples": 1, "order_seed": seed, **head_cfg}
-    model = MultiTaskNet(tuple(range(1, n_tasks + 1)), stats, head=head, input_dim=2, hidden=64, **cfg)
-    opts = model.configure_optimizers({"name": "adam", "lr": lr}, {"name": "exponential", "gamma": decay},
-                                      math.ceil(len(xtr) / batch), epochs)
-    loss_fn = MONETLoss()
-    X, Y = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    M = torch.ones_like(Y, dtype=torch.bool)
-    g = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
-        model.on_epoch_start(epoch)
-        model.train()
-        perm = torch.randperm(len(X), generator=g)
-        for i in range(0, len(X), batch):
-            idx = perm[i:i + batch]
-            b = {"x": X[idx], "labels": Y[idx], "mask": M[idx]}
-            loss, _ = loss_fn(model(b), b, stats)
-            for o in opts:
-                o["optimizer"].zero_grad(set_to_none=True)
-            loss.backward()
-            for o in opts:
-                if epoch >= o.get("start_epoch", 0):
-                    o["optimizer"].step()
-        for o in opts:
-            if o.get("scheduler") is not None:
-                o["scheduler"].step()
-    model.eval()
-
-    def accuracy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = model({"x": torch.from_numpy(x)})
-            probs = out["probs"] if "probs" in out else torch.sigmoid(out["logits"])
-        return ((probs.numpy() >= 0.5) == (y > 0.5)).mean(0) * 100
-
-    acc = accuracy(xte, yte)
-    result = {"head": head, "seed": seed, "accuracy": acc.tolist(), "mean": float(acc.mean()),
-              "val_mean": float(accuracy(xva, yva).mean())}
-    if head == "monet":
-        extras = model.record_extras()
-        best = extras["top_orders"][0]["order"]
-        result.update(best_order=best, finds_identity=best == list(range(1, n_tasks + 1)),
-                      soft_order=extras["soft_order"])
-    return result
-
-
-def _job(args: tuple) -> dict:
-    import torch
-
-    name, head, cfg, seed, epochs = args
-    torch.set_num_threads(1)
-    res = train_toy(head, seed=seed, epochs=epochs, **cfg)
-    res["name"] = name
-    return res
-
-
-def _jobs_2_2(runs: int, epochs: int, warmup: int, keep: int) -> list[tuple]:
-    specs = [("VMNC", "vmnc", {}), ("VMNS", "vmns", {}), ("MRNN", "mrnn", {}),
-             ("MONET", "monet", {"n_orders": 120, "keep": keep, "warmup": _scaled(warmup, epochs)}),
-             ("Oracle", "monet", {"orders": [[0, 1, 2, 3, 4]], "warmup": 0})]
-    return [(n, h, c, s, epochs) for n, h, c in specs for s in range(runs)]
-
-
-def _jobs_2_1(runs: int, epochs: int, warmup: int, keep: int) -> list[tuple]:
-    jobs = []
-    for name, (hard, warm, drop) in VARIANTS_2_1.items():
-        cfg = {"n_orders": 120, "selection": "hard" if hard else "soft", "keep": keep if drop else None,
-               "warmup": _scaled(warmup, epochs) if warm else 0}
-        jobs += [(name, "monet", cfg, s, epochs) for s in range(runs)]
-    return jobs
-
-
-def _jobs_warmup(runs: int, epochs: int, grid: list[int], keep: int) -> list[tuple]:
-    """MONET + warm-up + order dropout for each warm-up n of ``grid``: n is chosen on validation (§2.5.1)."""
-    return [(f"n = {n}", "monet", {"n_orders": 120, "keep": keep, "warmup": _scaled(n, epochs)}, s, epochs)
-            for n in grid for s in range(runs)]
-
-
-def _key(job: tuple) -> str:
-    return json.dumps(job, sort_keys=True)
+# --------------------------------------------------------------------------- the reproduction
 
 
 def _scaled(warmup: int, epochs: int) -> int:
@@ -220,190 +113,164 @@ def _scaled(warmup: int, epochs: int) -> int:
     return int(round(warmup * epochs / 500))
 
 
-def reproduce(table: str, runs: int = 10, epochs: int = 500, workers: int = 2, out: Path | None = None,
-              warmup: int | None = None, keep: int = 100, progress: bool = True, grid: tuple[int, ...] = (0, 10, 25, 50),
-              overwrite: bool = False) -> str:
-    """Run a table's experiments (in parallel processes) and return a Markdown table beside the thesis.
-
-    ``table="warmup"`` instead compares warm-up lengths ``grid`` on the validation split. ``warmup``
-    defaults to the table's :data:`DEFAULT_WARMUP`."""
-    if warmup is None:
-        warmup = DEFAULT_WARMUP.get(table, 0)
-    if out is not None and Path(out).with_suffix(".md").exists() and not overwrite:
-        raise ResultExistsError(f"{Path(out).with_suffix('.md')} exists; pass --overwrite to replace it or another --out")
+def table_variants(table: str, warmup: int | None = None, keep: int = 100, epochs: int = 500,
+                   grid: tuple[int, ...] = (0, 10, 25, 50)) -> dict[str, list[str]]:
+    """The rows of a table as overrides of the ``monet`` recipe's ``toy`` preset (which has k = 100, n = 0)."""
+    n = _scaled(DEFAULT_WARMUP.get(table, 0) if warmup is None else warmup, epochs)
+    common = ([f"epochs={epochs}"] if epochs != 500 else []) + ([f"model.keep={keep}"] if keep != 100 else [])
+    warm = [f"model.warmup={n}"] if n else []
     if table == "2.2":
-        jobs = _jobs_2_2(runs, epochs, warmup, keep)
+        rows = {"VMNC": ["model.head=vmnc"], "VMNS": ["model.head=vmns"], "MRNN": ["model.head=mrnn"],
+                "MONET": warm, "Oracle": ["+model.orders=[[0,1,2,3,4]]", "model.keep=null"]}
     elif table == "2.1":
-        jobs = _jobs_2_1(runs, epochs, warmup, keep)
+        rows = {"hard selection": ["model.selection=hard", "model.keep=null", *warm],
+                "MONET": ["model.keep=null"], "MONET + warm-up": ["model.keep=null", *warm],
+                "MONET + order dropout": [], "MONET + warm-up + order dropout": warm}
     elif table == "warmup":
-        jobs = _jobs_warmup(runs, epochs, list(grid), keep)
+        rows = {f"n = {g}": [f"model.warmup={_scaled(g, epochs)}"] if g else [] for g in grid}
     else:
-        raise ConfigError(f"table={table!r}; use '2.1', '2.2' or 'warmup'")
-    jobs.sort(key=lambda j: j[3])  # seed-major: a stopped run has every row at fewer seeds
-    t0 = time.time()
-    from tqdm.auto import tqdm
-
-    log = Path(out).with_suffix(".runs.jsonl") if out is not None else None
-    done: dict[str, dict] = {}
-    if log is not None and log.exists():  # resume: runs finished by an interrupted invocation
-        for line in log.read_text().splitlines():
-            rec = json.loads(line)
-            done[rec["key"]] = rec["result"]
-    todo = [j for j in jobs if _key(j) not in done]
-    if done:
-        print(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} runs already in {log}", file=sys.stderr)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_job, j): j for j in todo}
-        for fut in tqdm(as_completed(futures), total=len(todo), desc=f"Table {table}", unit="run", disable=not progress):
-            key = _key(futures[fut])
-            done[key] = fut.result()
-            if log is not None:
-                log.parent.mkdir(parents=True, exist_ok=True)
-                with log.open("a") as f:
-                    f.write(json.dumps({"key": key, "result": done[key]}) + "\n")
-    results = [done[_key(j)] for j in jobs]
-    meta = {"table": table, "runs": runs, "epochs": epochs, "warmup": warmup, "keep": keep, "grid": list(grid),
-            "workers": workers, "wall_seconds": time.time() - t0, "resumed": len(jobs) - len(todo)}
-    text = render_table(meta, results)
-    if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps({**meta, "results": results}, indent=1))
-        out.with_suffix(".md").write_text(_titled(table, text))
-        log.unlink(missing_ok=True)  # every run is in the .json now
-    return text
+        raise ConfigError(f"table={table!r}; use one of {TABLES}")
+    return {label: [*common, *ov] for label, ov in rows.items()}
 
 
-def _titled(table: str, text: str) -> str:
-    title = "warm-up length on validation" if table == "warmup" else f"thesis Table {table}"
-    return f"# MONET toy reproduction, {title}\n\n{text}"
+def run_table(table: str, runs: int = 10, *, runs_dir: Path | str = "runs", jobs: int = 1, epochs: int = 500,
+              warmup: int | None = None, keep: int = 100, grid: tuple[int, ...] = (0, 10, 25, 50),
+              progress: bool = True, registry: Any = None) -> dict[str, list[Any]]:
+    """Run (or resume) a table's cells; return each row's result records (one per seed).
+
+    ``table="warmup"`` runs MONET + warm-up + order dropout for each n of ``grid`` on the validation
+    draw (protocol ``monet-toy-val``); the others run on the test draw (``monet-toy``).
+    """
+    from aubench import get_registry, plan_cells, run_cells
+
+    reg = registry or get_registry()
+    protocol = "monet-toy-val" if table == "warmup" else "monet-toy"
+    planned = [(label, cell) for label, ov in table_variants(table, warmup, keep, epochs, grid).items()
+               for cell in plan_cells(reg, "monet", protocol, seeds=list(range(runs)), overrides=["preset=toy", *ov],
+                                      runs_dir=runs_dir)]
+    planned.sort(key=lambda item: item[1].seed)  # seed-major: a stopped run has every row at fewer seeds
+    outcomes = run_cells([c for _, c in planned], reg, progress=progress, jobs=jobs,
+                         echo=lambda m: print(m, file=sys.stderr))
+    failed = [o.cell.label for o in outcomes if o.status == "failed"]
+    if failed:
+        raise AubenchError(f"{len(failed)} toy cell(s) failed (see failed.json in their folders): {failed[:3]}")
+    results: dict[str, list[Any]] = {}
+    for (label, _), outcome in zip(planned, outcomes):
+        results.setdefault(label, []).append(outcome.record)
+    return results
 
 
-def choose_warmup(results: list[dict]) -> tuple[int, int]:
+def reproduce(table: str, runs: int = 10, warmup: int | None = None, **kw: Any) -> str:
+    """Run (or resume) a table with :func:`run_table` and return its Markdown beside the thesis."""
+    results = run_table(table, runs, warmup=warmup, **kw)
+    return render_table(table, results, {"runs": runs, "epochs": kw.get("epochs", 500), "keep": kw.get("keep", 100),
+                                         "grid": list(kw.get("grid", (0, 10, 25, 50))),
+                                         "warmup": DEFAULT_WARMUP.get(table, 0) if warmup is None else warmup})
+
+
+def _accuracy(rec: Any) -> float:
+    return float(np.mean([rec.per_au[str(t)]["accuracy"] for t in rec.aus]))
+
+
+def _finds_identity(rec: Any) -> bool:
+    top = rec.model_extras.get("top_orders") or []
+    return bool(top) and top[0]["order"] == IDENTITY
+
+
+def choose_warmup(results: dict[str, list[Any]]) -> tuple[int, int]:
     """The warm-up n with the best mean validation accuracy in a ``--table warmup`` run, and the best n > 0."""
-    by: dict[int, list[float]] = {}
-    for r in results:
-        by.setdefault(int(r["name"].removeprefix("n = ")), []).append(r["val_mean"])
-    best = max(by, key=lambda n: np.mean(by[n]))
+    by = {int(label.removeprefix("n = ")): np.mean([_accuracy(r) for r in recs]) for label, recs in results.items()}
+    best = max(by, key=by.get)
     warm = [n for n in by if n > 0]
-    return best, max(warm, key=lambda n: np.mean(by[n])) if warm else best
+    return best, max(warm, key=by.get) if warm else best
 
 
-def reproduce_all(out_dir: Path, runs: int = 10, warmup_runs: int = 3, **kw: Any) -> str:
-    """The whole chain, as the thesis does it: choose n on validation, then Tables 2.2 and 2.1 with it.
-
-    Writes ``monet_toy_warmup``, ``monet_toy_table_2_2`` and ``monet_toy_table_2_1`` (``.md`` and
-    ``.json``) into ``out_dir``; ``kw`` goes to :func:`reproduce` (epochs, workers, keep, grid, ...).
-    Run again after an interruption, it keeps the finished tables and resumes the unfinished one."""
-    out_dir = Path(out_dir)
-
-    def table(name: str, n_runs: int, out: Path, **extra: Any) -> str:
-        if out.with_suffix(".json").exists() and not kw.get("overwrite"):  # finished by an earlier invocation
-            print(f"using the finished {out.with_suffix('.md')} (--overwrite runs it again)", file=sys.stderr)
-            return out.with_suffix(".md").read_text()
-        return _titled(name, reproduce(name, n_runs, out=out, **extra, **kw))
-
-    texts = [table("warmup", warmup_runs, out_dir / "monet_toy_warmup")]
-    best, best_warm = choose_warmup(json.loads((out_dir / "monet_toy_warmup.json").read_text())["results"])
-    texts.append(table("2.2", runs, out_dir / "monet_toy_table_2_2", warmup=best))
-    texts.append(table("2.1", runs, out_dir / "monet_toy_table_2_1", warmup=best_warm))
-    return "\n".join(texts)
+def _thesis(table: str) -> dict[str, dict[str, float]]:
+    for ref in load_reference_tables(_HERE / "references"):
+        if ref.protocol.startswith("monet-toy@") and f"Table {table} " in ref.source:
+            return {label: dict(row) for label, row in ref.rows.items()}
+    return {}
 
 
-def render_table(meta: dict[str, Any], results: list[dict]) -> str:
-    """The Markdown table of a reproduction (``meta`` and ``results`` as stored in its ``.json``)."""
-    table, grid = meta["table"], meta.get("grid", [])
-    by: dict[str, list[dict]] = {}
-    for r in results:
-        by.setdefault(r["name"], []).append(r)
-    setting = f"warm-up n in {grid}" if table == "warmup" else f"warm-up n = {meta['warmup']}"
-    resumed = meta.get("resumed", 0)
-    lines = [f"Toy dataset (thesis §2.5.1), T = 5, {meta['runs']} runs x {meta['epochs']} epochs, {setting}, "
-             f"order dropout k = {meta['keep']} of M = 120; wall time {meta['wall_seconds']:.0f} s with "
-             f"{meta.get('workers', 2)} worker(s)" + (f", {resumed} runs resumed from an earlier invocation" if resumed else "")
-             + ".", ""]
+def render_table(table: str, results: dict[str, list[Any]], meta: dict[str, Any]) -> str:
+    """A table's Markdown: our per-row accuracy (from the cells' records) beside the thesis'."""
+    thesis = _thesis(table)
+    title = "warm-up length on validation" if table == "warmup" else f"thesis Table {table}"
+    setting = f"warm-up n in {meta['grid']}" if table == "warmup" else f"warm-up n = {meta['warmup']}"
+    lines = [f"# MONET toy reproduction, {title}", "",
+             f"Toy dataset (thesis §2.5.1), T = 5, {meta['runs']} runs x {meta['epochs']} epochs, {setting}, "
+             f"order dropout k = {meta['keep']} of M = 120; harness cells of `monet` with `preset=toy`.", ""]
     if table == "2.2":
         lines += ["| method | task 1 | task 2 | task 3 | task 4 | task 5 | mean | thesis mean |",
                   "|---|---|---|---|---|---|---|---|"]
-        for name, rs in by.items():
-            acc = np.mean([r["accuracy"] for r in rs], 0)
-            std = np.std([r["mean"] for r in rs])
-            lines.append(f"| {name} | " + " | ".join(f"{a:.1f} ({t:.1f})" for a, t in zip(acc, TABLE_2_2[name]))
-                         + f" | **{acc.mean():.1f}** ± {std:.1f} | {TABLE_2_2[name][-1]:.1f} |")
-        lines += ["", "Per task: ours (thesis)."]
-        if "MONET" in by:
-            rs = by["MONET"]
-            lines[-1] += f" MONET finds the identity order in {sum(r['finds_identity'] for r in rs)}/{len(rs)} runs."
+        for label, recs in results.items():
+            acc = np.mean([[r.per_au[str(t)]["accuracy"] for t in r.aus] for r in recs], 0)
+            ref = thesis.get(label, {})
+            cells = " | ".join(f"{a:.1f} ({ref.get(str(t + 1), float('nan')):.1f})" for t, a in enumerate(acc))
+            lines.append(f"| {label} | {cells} | **{acc.mean():.1f}** ± {np.std([_accuracy(r) for r in recs]):.1f} | "
+                         f"{ref.get('avg', float('nan')):.1f} |")
+        found = sum(_finds_identity(r) for r in results.get("MONET", []))
+        lines += ["", f"Per task: ours (thesis). MONET finds the identity order in {found}/{meta['runs']} runs."]
     elif table == "warmup":
-        lines += ["| MONET + warm-up + order dropout | validation accuracy | test accuracy | finds identity |",
-                  "|---|---|---|---|"]
         best, best_warm = choose_warmup(results)
-        for name, rs in by.items():
-            val = f"{np.mean([r['val_mean'] for r in rs]):.1f}"
-            lines.append(f"| {name} | {f'**{val}**' if name == f'n = {best}' else val} | "
-                         f"{np.mean([r['mean'] for r in rs]):.1f} | {sum(r['finds_identity'] for r in rs)}/{len(rs)} |")
+        lines += ["| MONET + warm-up + order dropout | validation accuracy | finds identity |", "|---|---|---|"]
+        for label, recs in results.items():
+            val = f"{np.mean([_accuracy(r) for r in recs]):.1f}"
+            lines.append(f"| {label} | {f'**{val}**' if label == f'n = {best}' else val} | "
+                         f"{sum(_finds_identity(r) for r in recs)}/{len(recs)} |")
         lines += ["", f"Chosen on validation: n = {best}; for the warm-up rows of Table 2.1 (n > 0): n = {best_warm}."]
     else:
         lines += ["| order selection | mean accuracy | thesis | finds identity | thesis |", "|---|---|---|---|---|"]
-        for name, rs in by.items():
-            mean = np.mean([r["mean"] for r in rs])
-            found = sum(r["finds_identity"] for r in rs)
-            ref = TABLE_2_1[name]
-            lines.append(f"| {name} | **{mean:.1f}** ± {np.std([r['mean'] for r in rs]):.1f} | {ref[0]:.1f} | "
-                         f"{found}/{len(rs)} | {ref[1]}/10 |")
+        for label, recs in results.items():
+            ref = thesis.get(label, {})
+            accs = [_accuracy(r) for r in recs]
+            lines.append(f"| {label} | **{np.mean(accs):.1f}** ± {np.std(accs):.1f} | {ref.get('avg', float('nan')):.1f} | "
+                         f"{sum(_finds_identity(r) for r in recs)}/{len(recs)} | "
+                         f"{ref.get('identity found (of 10)', float('nan')):g}/10 |")
     return "\n".join(lines) + "\n"
 
 
+def reproduce_all(runs: int = 10, warmup_runs: int = 3, **kw: Any) -> str:
+    """The whole chain, as the thesis does it: choose n on validation, then Tables 2.2 and 2.1 with it.
+
+    ``kw`` goes to :func:`run_table` (runs_dir, jobs, epochs, keep, grid, ...)."""
+    meta = {"runs": warmup_runs, "epochs": kw.get("epochs", 500), "keep": kw.get("keep", 100),
+            "grid": list(kw.get("grid", (0, 10, 25, 50))), "warmup": 0}
+    results = run_table("warmup", warmup_runs, **kw)
+    best, best_warm = choose_warmup(results)
+    return "\n".join([render_table("warmup", results, meta), reproduce("2.2", runs, warmup=best, **kw),
+                      reproduce("2.1", runs, warmup=best_warm, **kw)])
+
+
+# --------------------------------------------------------------------------- command line
+
+
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of ``aubench monet-toy`` (and ``python -m aubench_monet.toy``)."""
-    p.add_argument("--render", type=Path, default=None, metavar="JSON",
-                   help="only re-render the Markdown table beside a reproduction's .json")
-    p.add_argument("--table", choices=["2.1", "2.2", "warmup", "all"],
+    """The options of ``aubench monet-toy``."""
+    import os
+
+    p.add_argument("--table", choices=[*TABLES, "all"], required=True,
                    help="2.1, 2.2, warmup (MONET + warm-up + dropout for each --grid n, on validation), or all "
-                        "(warmup, then 2.2 and 2.1 with the n it chose; --out is then a folder)")
-    p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--warmup-runs", type=int, default=3, help="runs of the warm-up choice with --table all (default 3)")
+                        "(warmup, then 2.2 and 2.1 with the n it chose)")
+    p.add_argument("--runs", type=int, default=10, help="seeds per row (default 10, as the thesis)")
+    p.add_argument("--warmup-runs", type=int, default=3, help="seeds of the warm-up choice with --table all (default 3)")
     p.add_argument("--epochs", type=int, default=500)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=2, help="cells in parallel processes (default 2)")
     p.add_argument("--warmup", type=int, default=None,
                    help="MONET warm-up n in epochs of 500 (default: validation's choice, 0 for 2.2, 10 for 2.1)")
     p.add_argument("--keep", type=int, default=100, help="order dropout: orders kept per example, k (default 100)")
-    p.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
     p.add_argument("--grid", default="0,10,25,50", help="warm-up lengths for --table warmup (default 0,10,25,50)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out table")
+    p.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("AUBENCH_RUNS", "runs")))
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run what :func:`add_arguments` parsed; refusing to replace a finished table raises a one-line error."""
-    if args.render is not None:
-        data = json.loads(args.render.read_text())
-        text = _titled(data["table"], render_table(data, data["results"]))
-        args.render.with_suffix(".md").write_text(text)
-        print(text)
-        return 0
-    if args.table is None:
-        raise ConfigError("--table is required (or --render JSON)")
-    grid = tuple(int(n) for n in args.grid.split(","))
+    """Run what :func:`add_arguments` parsed and print the tables."""
+    kw = {"runs_dir": args.runs_dir, "jobs": args.jobs, "epochs": args.epochs, "keep": args.keep,
+          "grid": tuple(int(n) for n in args.grid.split(",")), "progress": not args.no_progress}
     if args.table == "all":
-        print(reproduce_all(args.out or Path("runs/reproductions"), args.runs, args.warmup_runs, epochs=args.epochs,
-                            workers=args.workers, keep=args.keep, progress=not args.no_progress, grid=grid,
-                            overwrite=args.overwrite))
+        print(reproduce_all(args.runs, args.warmup_runs, **kw))
     else:
-        print(reproduce(args.table, args.runs, args.epochs, args.workers, args.out, args.warmup, args.keep,
-                        not args.no_progress, grid, args.overwrite))
+        print(reproduce(args.table, args.runs, warmup=args.warmup, **kw))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = add_arguments(argparse.ArgumentParser(prog="python -m aubench_monet.toy", description=__doc__.split("\n\n")[0]))
-    try:
-        return run_command(p.parse_args(argv))
-    except AubenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from aubench import ConfigError
+from aubench import ConfigError, DatasetSpec, Fold, ProtocolSpec, hookimpl
 from aubench.testing import toy_stats
 from aubench_monet.heads import MONETHead, order_matrices, sample_orders
 from aubench_monet.losses import MONETLoss
 from aubench_monet.model import MultiTaskNet
-from aubench_monet.toy import toy_labels, train_toy
+from aubench_monet.toy import toy_labels
 
 AUS3 = (1, 2, 3)
 
@@ -81,9 +81,7 @@ def test_order_dropout_keeps_exactly_k_orders_and_inference_uses_the_softmax():
     assert torch.allclose(model.head.pi(), scaled)
 
 
-def test_order_logits_do_not_move_during_warm_up():
-    from aubench_monet import toy
-
+def test_order_logits_do_not_move_during_warm_up(registry, runs):
     seen = {}
     original = MultiTaskNet.on_epoch_start
 
@@ -93,7 +91,7 @@ def test_order_logits_do_not_move_during_warm_up():
 
     MultiTaskNet.on_epoch_start = spy
     try:
-        toy.train_toy("monet", n_tasks=3, epochs=5, n_orders=6, warmup=3)
+        toy_cell(registry, runs, "monet-toy", ["epochs=5", "model.n_orders=6", "model.keep=null", "model.warmup=3"])
     finally:
         MultiTaskNet.on_epoch_start = original
     assert all((seen[e] == 0).all() for e in (0, 1, 2, 3))  # frozen through epochs 0-2
@@ -121,10 +119,37 @@ def test_toy_labels_follow_the_prose():
     assert all((toy_labels(np.linspace(-1, 1, 1000), 4)[:, t].mean() - 0.5) < 0.01 for t in range(4))
 
 
-def test_monet_recovers_the_identity_order_on_the_toy_with_three_tasks():
-    res = train_toy("monet", n_tasks=3, seed=0, epochs=60, lr=3e-3, n_orders=6, keep=5, warmup=10)
-    assert res["best_order"] == [1, 2, 3], res
-    assert res["accuracy"][0] > 90
+class Toy3:
+    """The toy dataset with three tasks, registered like any dataset plugin would."""
+
+    @hookimpl
+    def aubench_register_datasets(self):
+        return [DatasetSpec(name="toy3", au_set=(1, 2, 3), label_kind="occurrence", prepare="aubench_monet.toy:prepare_toy",
+                            fingerprint="aubench_monet.toy:toy_fingerprint", subjects=("train", "val", "test"),
+                            synthetic=True, params={"n_tasks": 3, "seed": 0})]
+
+    @hookimpl
+    def aubench_register_protocols(self):
+        return [ProtocolSpec(name="toy3", version="v1", train_dataset="toy3", test_dataset="toy3", eval_aus=(1, 2, 3),
+                             folds=(Fold("test", ("test",), ("train",)),), metric="accuracy")]
+
+
+def toy_cell(registry, runs, protocol, overrides, seed=0):
+    from aubench.cells import plan_cells
+    from aubench.engine import run_cell
+
+    cell = plan_cells(registry, "monet", protocol, seeds=[seed], overrides=["preset=toy", *overrides], runs_dir=runs)[0]
+    return run_cell(cell, registry, progress=False)
+
+
+def test_monet_recovers_the_identity_order_on_the_toy_with_three_tasks(runs):
+    from conftest import make_registry
+
+    reg = make_registry(("toy3", Toy3()))
+    rec = toy_cell(reg, runs, "toy3", ["epochs=60", "optim.lr=3e-3", "model.n_orders=6", "model.keep=5",
+                                       "model.warmup=10"])
+    assert rec.model_extras["top_orders"][0]["order"] == [1, 2, 3], rec.model_extras["top_orders"]
+    assert rec.per_au["1"]["accuracy"] > 90
 
 
 def test_soft_order_is_saved_with_the_record():
@@ -205,88 +230,54 @@ def test_without_task_input_the_cells_read_the_previous_label_only():
 
 @pytest.mark.parametrize("table,rows", [("2.2", ["VMNC", "VMNS", "MRNN", "MONET", "Oracle"]),
                                         ("2.1", ["hard selection", "MONET + warm-up + order dropout"])])
-def test_toy_reproduction_writes_our_numbers_beside_the_thesis(tmp_path, table, rows):
-    import json
+def test_toy_reproduction_runs_harness_cells_and_writes_our_numbers_beside_the_thesis(registry, runs, table, rows):
+    from aubench.leaderboard import write_leaderboard
+    from aubench_monet.toy import run_table, table_variants
 
-    from aubench_monet.toy import TABLE_2_1, TABLE_2_2, reproduce
+    results = run_table(table, runs=1, runs_dir=runs, epochs=2, progress=False)
+    assert list(results) == list(table_variants(table, epochs=2)) and all(len(r) == 1 for r in results.values())
+    from aubench_monet.toy import render_table
 
-    text = reproduce(table, runs=1, epochs=2, workers=1, out=tmp_path / "t", progress=False)
-    assert (tmp_path / "t.md").read_text().endswith(text)
-    data = json.loads((tmp_path / "t.json").read_text())
-    assert data["runs"] == 1 and all("val_mean" in r for r in data["results"])
-    # MONET's warm-up defaults to validation's choice: none overall, the best n > 0 for 2.1's warm-up rows
-    assert data["warmup"] == {"2.2": 0, "2.1": 10}[table] and f"warm-up n = {data['warmup']}," in text
-    if table == "2.2":
-        found = sum(r["finds_identity"] for r in data["results"] if r["name"] == "MONET")
-        assert f"MONET finds the identity order in {found}/1 runs." in text
+    text = render_table(table, results, {"runs": 1, "epochs": 2, "keep": 100, "grid": [], "warmup": 0})
+    thesis = {t.source.split(" (")[0]: t for _, t in registry.references if t.protocol == "monet-toy@v1"}
+    ref = thesis[f"Tallec thesis, Table {table}"]
     for name in rows:
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name} |"))
-        ref = TABLE_2_2[name][-1] if table == "2.2" else TABLE_2_1[name][0]
-        assert line.rstrip(" |").endswith(f"{ref:.1f}") or f"| {ref:.1f} |" in line
+        assert f"{ref.rows[name]['avg']:.1f}" in line
+    if table == "2.2":
+        found = sum(r.model_extras["top_orders"][0]["order"] == [1, 2, 3, 4, 5] for r in results["MONET"])
+        assert f"MONET finds the identity order in {found}/1 runs." in text
+    # the cells are ordinary records: the leaderboard scores the toy protocol by accuracy beside the thesis
+    board = write_leaderboard(runs, runs / "LEADERBOARD.md", registry).read_text()
+    section = board[board.index("## monet-toy@v1"):]
+    assert "avg accuracy" in section and f"Published: {ref.source}" in section and "*all positive*" not in section
 
 
-def test_warmup_is_chosen_on_validation_and_finished_tables_are_not_overwritten(tmp_path, capsys):
-    from aubench_monet.toy import main, reproduce
+def test_warmup_is_chosen_on_validation_and_a_rerun_trains_nothing(registry, runs, capsys):
+    from aubench_monet.toy import reproduce
 
-    text = reproduce("warmup", runs=1, epochs=2, workers=1, out=tmp_path / "w", progress=False, grid=(0, 50))
+    text = reproduce("warmup", runs=1, runs_dir=runs, epochs=10, progress=False, grid=(0, 50))
     assert "| n = 0 |" in text and "| n = 50 |" in text and "for the warm-up rows of Table 2.1 (n > 0): n = 50" in text
-    before = (tmp_path / "w.md").read_text()
-    assert main(["--table", "2.2", "--runs", "1", "--epochs", "1", "--out", str(tmp_path / "w")]) == 2
-    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "w.md").read_text() == before
+    assert all("monet-toy-val@v1" in str(p) for p in runs.rglob("record.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("record.json")}
+    capsys.readouterr()
+    assert reproduce("warmup", runs=1, runs_dir=runs, epochs=10, progress=False, grid=(0, 50)) == text
+    assert capsys.readouterr().err.count("skip  monet") == 2
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("record.json")} == stamps
 
 
 def test_paper_presets_carry_the_thesis_settings_for_bp4d_and_disfa(registry):
     from aubench.config import compose
 
-    bp4d = compose("monet", registry=registry, synthetic=False)
+    bp4d = compose("monet", registry=registry, dataset="bp4d")
     assert (bp4d.model.n_orders, bp4d.model.keep, bp4d.model.warmup, bp4d.model.order_lr) == (512, 128, 5, 5e-3)
     assert (bp4d.optim.lr, bp4d.optim.weight_decay, bp4d.sched.gamma, bp4d.batch_size) == (1e-4, 1e-4, 0.99, 16)
     assert bp4d.loss.dice_weight == 0.5 and bp4d.model.teacher_dropout == 0
-    disfa = compose("monet", ["preset=paper-disfa"], registry=registry, synthetic=False)
+    disfa = compose("monet", registry=registry, dataset="disfa")  # preset=auto picks the DISFA settings
+    assert disfa.preset == "paper-disfa"
+    assert compose("monet", registry=registry, dataset="monet-toy").preset == "toy"
     assert (disfa.optim.lr, disfa.sched.gamma, disfa.batch_size, disfa.epochs) == (5e-4, 0.96, 64, 30)
     assert disfa.model.n_orders == 512 and disfa.optim.weight_decay == 1e-4
-
-
-def test_an_interrupted_reproduction_resumes_from_its_finished_runs(tmp_path, monkeypatch):
-    import aubench_monet.toy as toy
-
-    calls = []
-    real = toy._job
-
-    def job(args):
-        calls.append(args)
-        return real(args)
-
-    reproduce = toy.reproduce
-    monkeypatch.setattr(toy, "ProcessPoolExecutor", _InlinePool)
-    monkeypatch.setattr(toy, "_job", job)
-    first = toy._jobs_2_2(1, 1, 50, 100)[0]
-    (tmp_path / "t.runs.jsonl").write_text(
-        __import__("json").dumps({"key": toy._key(first), "result": {**real(first), "name": "VMNC"}}) + "\n")
-    calls.clear()
-    text = reproduce("2.2", runs=1, epochs=1, workers=1, out=tmp_path / "t", progress=False)
-    assert len(calls) == 4 and first not in calls and "1 runs resumed" in text
-    assert not (tmp_path / "t.runs.jsonl").exists() and (tmp_path / "t.json").exists()
-
-
-class _InlinePool:
-    """A ProcessPoolExecutor stand-in that runs jobs in this process (so monkeypatches apply)."""
-
-    def __init__(self, max_workers=None):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def submit(self, fn, arg):
-        from concurrent.futures import Future
-
-        fut = Future()
-        fut.set_result(fn(arg))
-        return fut
 
 
 @pytest.mark.parametrize("head", ["monet", "mrnn"])
@@ -335,27 +326,24 @@ def test_the_toy_protocol_trains_monet_and_records_accuracy_and_refuses_image_mo
         run_cell(image_cell, registry, progress=False)
 
 
-def test_warmup_choice_and_the_whole_chain_use_validation(tmp_path):
-    import json
+def _records(accuracies):
+    from types import SimpleNamespace
 
-    from aubench_monet.toy import choose_warmup, main
+    return [SimpleNamespace(aus=[1], per_au={"1": {"accuracy": a}}) for a in accuracies]
 
-    def runs(vals):
-        return [{"name": f"n = {n}", "val_mean": v} for n, v in vals]
 
-    assert choose_warmup(runs([(0, 95.0), (10, 92.9), (25, 88.9), (50, 91.5)])) == (0, 10)
-    assert choose_warmup(runs([(0, 90.0), (10, 80.0), (50, 97.0), (50, 95.0)])) == (50, 50)
-    assert main(["--table", "all", "--runs", "1", "--warmup-runs", "1", "--epochs", "2", "--grid", "0,50",
-                 "--workers", "1", "--no-progress", "--out", str(tmp_path)]) == 0
-    warm = json.loads((tmp_path / "monet_toy_warmup.json").read_text())["results"]
-    best, best_warm = choose_warmup(warm)
-    assert json.loads((tmp_path / "monet_toy_table_2_2.json").read_text())["warmup"] == best
-    assert json.loads((tmp_path / "monet_toy_table_2_1.json").read_text())["warmup"] == best_warm == 50
-    # run again (as after an interruption): the finished tables are kept, not trained again
-    before = {f.name: f.read_text() for f in tmp_path.glob("*.json")}
-    for suffix in (".json", ".md"):  # Table 2.1 did not finish
-        (tmp_path / f"monet_toy_table_2_1{suffix}").unlink()
-    assert main(["--table", "all", "--runs", "1", "--warmup-runs", "1", "--epochs", "2", "--grid", "0,50",
-                 "--workers", "1", "--no-progress", "--out", str(tmp_path)]) == 0
-    assert all((tmp_path / n).read_text() == t for n, t in before.items() if n != "monet_toy_table_2_1.json")
-    assert (tmp_path / "monet_toy_table_2_1.json").exists()
+def test_warmup_choice_and_the_whole_chain_use_validation(registry, runs, capsys):
+    from aubench.cli import main
+    from aubench_monet.toy import choose_warmup
+
+    assert choose_warmup({"n = 0": _records([95.0]), "n = 10": _records([92.9]), "n = 25": _records([88.9]),
+                          "n = 50": _records([91.5])}) == (0, 10)
+    assert choose_warmup({"n = 0": _records([90.0]), "n = 10": _records([80.0]), "n = 50": _records([97.0, 95.0])}) == (
+        50, 50)
+    args = ["monet-toy", "--table", "all", "--runs", "1", "--warmup-runs", "1", "--epochs", "2", "--grid", "0,50",
+            "--jobs", "1", "--no-progress", "--runs-dir", str(runs)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    chosen = out[out.index("Chosen on validation: n = ") + 26:].split(";")[0]
+    assert f"Table 2.2\n\nToy dataset (thesis §2.5.1), T = 5, 1 runs x 2 epochs, warm-up n = {chosen}," in out
+    assert "thesis Table 2.1\n\nToy dataset (thesis §2.5.1), T = 5, 1 runs x 2 epochs, warm-up n = 50," in out
