@@ -18,8 +18,9 @@ $(BIN)/aubench: pyproject.toml
 ## setup: create .venv and install aubench with its test tools
 setup: $(BIN)/aubench
 
-## test: set up and run the whole test suite (what CI runs)
+## test: set up, lint (ruff: errors, import order, style) and run the whole test suite (what CI runs)
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 ## run: set up, generate SynthAU, run every default method on every default protocol, write the leaderboard

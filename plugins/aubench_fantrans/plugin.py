@@ -47,3 +47,12 @@ def aubench_config_search_paths():
 @hookimpl
 def aubench_register_references():
     return load_reference_tables(_HERE / "references")
+
+
+@hookimpl
+def aubench_register_commands(cli):
+    """``aubench fantrans-size``: parameters and compute beside the supplementary's §3."""
+    from aubench_fantrans.report import add_arguments, run_command
+
+    add_arguments(cli.add_command("fantrans-size", "FAN-Trans' size and compute beside the supplementary (§3)",
+                                  run_command))

@@ -156,8 +156,8 @@ def test_complexity_counts_frozen_learnable_and_inference_parameters():
 
 
 def test_size_report_prints_every_figure_beside_the_supplementary(capsys):
-    from aubench_fantrans.report import main
+    from aubench.cli import main
 
-    assert main([]) == 0
+    assert main(["fantrans-size"]) == 0
     out = capsys.readouterr().out
     assert "frozen_params_used" in out and "12.107 M" in out and "~4.5 M" in out and "GMAC" in out

@@ -5,7 +5,7 @@ from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord, load_records
 from aubench.registry import Registry
 from aubench.specs import ReferenceTable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_leaderboard_is_up_to_date_with_its_records():

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from aubench.registry import Registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "aubench"
 PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "plugin.py").is_file())
 

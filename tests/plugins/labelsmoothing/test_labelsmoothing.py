@@ -7,7 +7,6 @@ from conftest import FAST
 from aubench.cells import plan_cells
 from aubench.engine import run_cell
 from aubench.stats import TrainStats
-from aubench_baseline.losses import WeightedBCELoss
 from aubench_labelsmoothing.losses import RHLSLoss, VALSLoss, VLSLoss, rhls_alphas, smoothed_targets
 
 Y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -85,16 +84,6 @@ def test_loss_is_bce_on_the_smoothed_targets_and_ignores_masked_labels():
     assert loss({"logits": logits}, {"labels": flipped, "mask": mask}, s)[0].item() == pytest.approx(value.item())
 
 
-def test_thesis_and_jaanet_weighted_bce_are_the_same_loss():
-    logits, labels = torch.randn(16, 4), (torch.rand(16, 4) < 0.3).float()
-    batch, s = {"labels": labels, "mask": torch.ones(16, 4, dtype=torch.bool)}, stats_for([0.05, 0.2, 0.4, 0.6])
-    thesis = WeightedBCELoss(normalise="thesis")({"logits": logits}, batch, s)[0]
-    jaanet = WeightedBCELoss(normalise="jaanet")({"logits": logits}, batch, s)[0]
-    assert thesis.item() == pytest.approx(jaanet.item())
-    assert s.inverse_frequency_weights().sum() == pytest.approx(1.0)
-    assert s.jaanet_weights().sum() == pytest.approx(4.0)
-
-
 def test_frequencies_come_from_the_training_subjects_of_the_cell(registry, runs):
     cell = plan_cells(registry, "ls-rhls", "tiny-3fold", folds=["2"], overrides=FAST, runs_dir=runs)[0]
     rec = run_cell(cell, registry, progress=False)
@@ -106,13 +95,3 @@ def test_frequencies_come_from_the_training_subjects_of_the_cell(registry, runs)
     expected = TrainStats.from_labels(ds.au_set, y[rows], m[rows]).frequency
     assert rec.train_stats["frequency"] == pytest.approx(expected, abs=1e-5)
     assert not set(rec.train_subjects) & set(cell.fold.test_subjects)
-
-
-def test_reliability_histogram_png(registry, runs):
-    from aubench.cli import main
-
-    cell = plan_cells(registry, "ls-vals", "tiny-3fold", folds=["1"], overrides=FAST, runs_dir=runs)[0]
-    run_cell(cell, registry, progress=False)
-    assert main(["plot", "reliability", str(cell.run_dir)]) == 0
-    png = cell.run_dir / "reliability.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
