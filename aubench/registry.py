@@ -49,7 +49,7 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
-def _key(kind: str, spec: Any) -> str:
+def _key(kind: str, spec: DatasetSpec | ModelSpec | LossSpec | MethodSpec | ProtocolSpec) -> str:
     """The name a spec is registered under: ``name@version`` for protocols, ``name`` otherwise."""
     return spec.id if kind == "protocol" else spec.name
 

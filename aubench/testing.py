@@ -9,9 +9,12 @@ Use it from a plugin's own tests::
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aubench.registry import Registry
 
 __all__ = ["AUS", "toy_batch", "toy_stats", "check_model", "check_loss", "check_method"]
 
@@ -39,13 +42,13 @@ def toy_stats(aus: tuple[int, ...] = AUS) -> Any:
     return TrainStats(tuple(aus), freq * 100, np.full(len(aus), 100.0), 100)
 
 
-def _registry(registry: Any) -> Any:
+def _registry(registry: Registry | None) -> Registry:
     from aubench.registry import get_registry
 
     return registry or get_registry()
 
 
-def check_model(name: str, registry: Any = None, size: int = 64, **params: Any) -> Any:
+def check_model(name: str, registry: Registry | None = None, size: int = 64, **params: Any) -> Any:
     """Build model ``name``; check output shape/order, backward, and a save/load round trip."""
     import torch
 
@@ -82,7 +85,7 @@ def check_model(name: str, registry: Any = None, size: int = 64, **params: Any) 
     return model
 
 
-def check_loss(name: str, registry: Any = None, outputs: dict[str, Any] | None = None, **params: Any) -> float:
+def check_loss(name: str, registry: Registry | None = None, outputs: dict[str, Any] | None = None, **params: Any) -> float:
     """Call loss ``name`` on a toy batch: finite scalar with gradients, and masked labels change nothing."""
     import torch
 
@@ -103,7 +106,7 @@ def check_loss(name: str, registry: Any = None, outputs: dict[str, Any] | None =
     return float(value.detach())
 
 
-def check_method(name: str, registry: Any = None, preset: str = "smoke") -> None:
+def check_method(name: str, registry: Registry | None = None, preset: str = "smoke") -> None:
     """Compose the method's ``preset`` recipe, build its model and losses, run one training step."""
     import torch
     from omegaconf import OmegaConf

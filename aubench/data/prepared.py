@@ -24,11 +24,14 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aubench.errors import DatasetError
+
+if TYPE_CHECKING:
+    from aubench.specs import DatasetSpec
 
 __all__ = ["PreparedDataset", "PreparedWriter", "FORMAT_VERSION", "dataset_dir", "ensure_prepared", "aubench_home"]
 
@@ -211,7 +214,7 @@ class PreparedDataset:
         return np.flatnonzero(self.index["subject"].isin(list(subjects)).to_numpy())
 
 
-def ensure_prepared(spec: Any, *, force: bool = False, progress: bool = True) -> PreparedDataset:
+def ensure_prepared(spec: DatasetSpec, *, force: bool = False, progress: bool = True) -> PreparedDataset:
     """Open the prepared dataset of ``spec``, generating it first if it is synthetic and missing.
 
     A synthetic dataset whose stored fingerprint does not match the generator parameters is
