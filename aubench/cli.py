@@ -65,6 +65,10 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
                     help="copy the result records (record.json only) into DIR, keeping their layout; refuses to "
                          "replace a different record unless --overwrite")
     lb.add_argument("--overwrite", action="store_true", help="with --export: replace records that differ")
+    lb.add_argument("--verify", action="store_true",
+                    help="recompute every number from the stored predictions (and, where the dataset is prepared "
+                         "here, check its labels and fingerprint); fail at the first mismatch")
+    lb.add_argument("--migrate", action="store_true", help="rewrite older records in the current record schema")
 
     sub.add_parser("doctor", help="print what a bug report needs: versions, device, plugins, datasets")
 
@@ -286,7 +290,16 @@ def cmd_leaderboard(args: argparse.Namespace, cli: Commands) -> int:
         from aubench.results import export_records
 
         copied = export_records(args.runs_dir, args.export, overwrite=args.overwrite)
-        print(f"exported {copied} record(s) to {args.export}")
+        print(f"exported {copied} record(s) with their predictions to {args.export}")
+        return 0
+    if args.migrate:
+        from aubench.records import migrate_records
+
+        print(f"migrated {migrate_records(args.runs_dir)} record(s) to the current schema")
+    if args.verify:
+        from aubench.verify import verify_records
+
+        print(verify_records(args.runs_dir))
         return 0
     out = write_leaderboard(args.runs_dir, args.out or args.runs_dir / "LEADERBOARD.md", get_registry())
     print(out)

@@ -334,7 +334,7 @@ def evaluate(model: torch.nn.Module, cell: Cell, data: CellData, sets: FrameSets
 
 
 def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, model: Any, init: dict | None,
-            fitted: FitResult, ev: Evaluation, rt: Runtime, t_start: float) -> ResultRecord:
+            fitted: FitResult, ev: Evaluation, rt: Runtime, t_start: float, versions: dict[str, str]) -> ResultRecord:
     from omegaconf import OmegaConf
 
     from aubench.results import environment
@@ -360,7 +360,7 @@ def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, mode
         history=fitted.history,
         timings={"train_seconds": fitted.train_seconds, "eval_seconds": ev.seconds,
                  "total_seconds": time.time() - t_start},
-        environment=environment(rt.device), config=OmegaConf.to_container(cfg, resolve=True))
+        environment=environment(rt.device), config=OmegaConf.to_container(cfg, resolve=True), versions=versions)
 
 
 def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progress: bool = True) -> ResultRecord:
@@ -388,8 +388,9 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         _cache_features(model, sets, rt, cell.config)
         fitted = fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress)
         ev = evaluate(model, cell, data, sets, rt)
-        save_weights(cell.run_dir, model, cell_meta(cell, data, registry.versions_for(cell.config)))
-        record = _record(cell, data, sets, stats, model, init, fitted, ev, rt, t_start)
+        versions = registry.versions_for(cell.config)
+        save_weights(cell.run_dir, model, cell_meta(cell, data, versions))
+        record = _record(cell, data, sets, stats, model, init, fitted, ev, rt, t_start, versions)
         record.write(cell.record_path)
         discard_resume_state(cell.run_dir)
     except BaseException as exc:

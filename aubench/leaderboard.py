@@ -1,12 +1,16 @@
-"""Render result records (and published reference tables) as a Markdown leaderboard.
+"""Render result records beside the published tables as a Markdown leaderboard.
 
-One section per protocol: our rows (mean ± std of the AU-average F1 over folds × seeds, and the
-per-AU means), the all-positive predictor as a floor, and the published rows registered by plugins
-for that protocol. The output is deterministic (no timestamps), so a committed leaderboard can be
-checked against the records it was rendered from.
+One section per protocol (id and version): our rows ranked, with mean ± std over folds × seeds, a
+95 % bootstrap interval over test subjects (:mod:`aubench.bootstrap`), ranks that are shared where
+the paired interval of a difference contains 0, and the per-AU means; the all-positive predictor as
+a floor (F1 protocols); each row's details (selection rule, test data, versions); then every one of
+our rows that a published row is mapped to (``ReferenceTable.method``) beside it with the difference,
+then the published rows without an aubench row. The output is deterministic (no timestamps), so a
+committed leaderboard can be checked against the records it was rendered from.
 """
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -17,11 +21,20 @@ from aubench.metrics import all_positive_f1, mean_std
 if TYPE_CHECKING:
     from aubench.records import ResultRecord
     from aubench.registry import Registry
+    from aubench.specs import ProtocolSpec, ReferenceTable
 
 __all__ = ["METRICS", "score", "aggregate", "render", "write_leaderboard"]
 
 
 METRICS = {"f1": "F1", "accuracy": "accuracy"}
+INTRO = ("F1 (%) per AU at threshold 0.5 over all test frames of each fold, AU-average as mean ± std over "
+         "folds × seeds. *95 % CI*: bootstrap interval of that average over test subjects (subjects resampled "
+         "within each fold, frames of a subject kept together). *Rank*: rows share a rank when the paired "
+         "bootstrap interval of their difference (same drawn subjects) contains 0, i.e. when the test set cannot "
+         "tell them apart. *All positive* predicts every AU present (F1 = 2p/(1+p)): the floor to beat. Numbers "
+         "are reproducible on the same machine with the same seed; another CPU changes floating-point order and "
+         "gives other numbers within the seed noise. Rendered by `aubench leaderboard`; every row traces to result "
+         "records with config, code version, data fingerprint and stored predictions (`--verify` recomputes them).")
 
 
 def score(rec: ResultRecord, metric: str = "f1", au: int | None = None) -> float:
@@ -33,11 +46,15 @@ def score(rec: ResultRecord, metric: str = "f1", au: int | None = None) -> float
     return float(sum(rec.per_au[str(a)][metric] for a in rec.aus) / len(rec.aus))
 
 
-def aggregate(records: Iterable[ResultRecord], metrics: Mapping[str, str] | None = None) -> dict[str, list[dict[str, Any]]]:
+def aggregate(records: Iterable[ResultRecord], metrics: Mapping[str, str] | None = None,
+              uncertainty: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Group records by protocol and (method, variant); mean ± std over their cells.
 
-    ``metrics`` maps a protocol id to the metric its rows are scored by (default ``"f1"``).
+    ``metrics`` maps a protocol id to the metric its rows are scored by (default ``"f1"``); with
+    ``uncertainty`` each row also gets its bootstrap ``ci`` and its ``rank`` (ties shared).
     """
+    from aubench import bootstrap
+
     groups: dict[tuple[str, str, str], list[ResultRecord]] = defaultdict(list)
     for rec in records:
         groups[(rec.protocol_id, rec.method, rec.variant)].append(rec)
@@ -48,13 +65,22 @@ def aggregate(records: Iterable[ResultRecord], metrics: Mapping[str, str] | None
         mean, std = mean_std([score(r, metric) for r in recs])
         per_au = {str(a): mean_std([score(r, metric, a) for r in recs])[0] for a in aus}
         seeds = sorted({r.seed for r in recs})
-        table[proto].append({
-            "method": method, "variant": variant, "aus": aus, "mean": mean, "std": std, "per_au": per_au,
-            "folds": sorted({r.fold for r in recs}), "seeds": seeds, "n_cells": len(recs),
-            "frames": sum(r.n_test_frames for r in recs) // max(len(seeds), 1),
-            "hashes": sorted({f"{r.fold}:{r.test_subject_hash}" for r in recs}),
-            "records": recs,
-        })
+        row = {"method": method, "variant": variant, "aus": aus, "mean": mean, "std": std, "per_au": per_au,
+               "folds": sorted({r.fold for r in recs}), "seeds": seeds, "n_cells": len(recs),
+               "frames": sum(r.n_test_frames for r in recs) // max(len(seeds), 1),
+               "hashes": sorted({f"{r.fold}:{r.test_subject_hash}" for r in recs}), "records": recs}
+        if uncertainty:
+            row["replicates"] = bootstrap.row_replicates(recs, metric)
+            if row["replicates"] is None:
+                warnings.warn(f"{proto} {method} [{variant}]: a cell has no predictions.npz beside its record; "
+                              "the row gets no interval and is ranked by its mean", stacklevel=2)
+            row["ci"] = bootstrap.interval(row["replicates"]) if row["replicates"] is not None else None
+        table[proto].append(row)
+    if uncertainty:
+        for rows in table.values():
+            for row, rank in zip(rows, bootstrap.ranks_with_ties([r["mean"] for r in rows],
+                                                                 [r["replicates"] for r in rows])):
+                row["rank"] = rank
     return dict(table)
 
 
@@ -72,22 +98,131 @@ def _all_positive_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"per_au": per_au, "mean": mean, "std": std}
 
 
-def render(records: list[ResultRecord], references: Iterable[tuple[str, Any]] = (), *,
-           protocols: dict[str, Any] | None = None, title: str = "aubench leaderboard") -> str:
-    """Markdown for ``records``; ``references`` are ``(plugin, ReferenceTable)`` pairs."""
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"{row['method']} [{row['variant']}]"
+
+
+def _details(row: dict[str, Any]) -> list[str]:
+    """What a reader needs to judge a row: selection, test data, versions, a loss form if the loss has one."""
+    recs = row["records"]
+    data = sorted({(r.dataset, r.data.get("preprocessing_id"), r.data.get("detection_failed_fraction")) for r in recs},
+                  key=str)
+    test_data = "; ".join(f"{name} `{pid}`, detection failed on "
+                          f"{'unknown' if failed is None else f'{100 * failed:.2f}%'}" for name, pid, failed in data)
+    versions = sorted({", ".join(f"{k} {v}" for k, v in sorted(r.versions.items())) for r in recs})
+    if all(set(r.versions) == {"aubench"} for r in recs):
+        versions = [versions[0] + " (plugin versions not recorded: schema-1 record)"]
+    forms = sorted({str(item["form"]) for r in recs for item in _losses(r) if "form" in item})
+    return [row["method"], row["variant"], "; ".join(sorted({r.selection for r in recs})), test_data,
+            "; ".join(versions), f"form={', '.join(forms)}" if forms else ""]
+
+
+def _losses(rec: ResultRecord) -> list[dict[str, Any]]:
+    loss = rec.config.get("loss") or []
+    return loss if isinstance(loss, list) else [loss]
+
+
+def _our_table(rows: list[dict[str, Any]], metric: str) -> list[str]:
     from tabulate import tabulate
 
-    refs = list(references)
-    protocols = protocols or {}
-    table = aggregate(records, {key: spec.metric for key, spec in protocols.items()})
-    out = [f"# {title}", "",
-           "F1 (%) per AU at threshold 0.5 over all test frames of each fold, AU-average as mean ± std over "
-           "folds × seeds. *All positive* predicts every AU present (F1 = 2p/(1+p)): the floor to beat. "
-           "Rendered by `aubench leaderboard`; every row traces to result records with config, code version and "
-           "data fingerprint.", ""]
-    for proto_id, rows in table.items():
-        aus = rows[0]["aus"]
-        spec = protocols.get(proto_id)
+    aus = rows[0]["aus"]
+    headers = ["rank", "method", "preset", f"avg {METRICS[metric]}", "95 % CI", *[f"AU{a}" for a in aus],
+               "folds × seeds", "test frames"]
+    body = []
+    for row in sorted(rows, key=lambda r: (r.get("rank", 0), -r["mean"])):
+        ci = row.get("ci")
+        body.append([str(row.get("rank", "")), row["method"], row["variant"],
+                     f"**{row['mean']:.1f}** ± {row['std']:.1f}", f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "n/a",
+                     *[f"{row['per_au'][str(a)]:.1f}" for a in aus], f"{len(row['folds'])} × {len(row['seeds'])}",
+                     row["frames"]])
+    if metric == "f1":
+        floor = _all_positive_row(rows)
+        body.append(["", "*all positive*", "", f"{floor['mean']:.1f} ± {floor['std']:.1f}", "",
+                     *[f"{floor['per_au'][str(a)]:.1f}" for a in aus], "", ""])
+    lines = [tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
+    ties = len(rows) - len({r.get("rank") for r in rows})
+    if "rank" in rows[0]:
+        lines += [f"{ties} of {len(rows)} rows share a rank with a better-scoring row (their difference is inside "
+                  "the paired 95 % bootstrap interval).", ""]
+    details = [_details(r) for r in sorted(rows, key=lambda r: -r["mean"])]
+    lines += [tabulate(details, headers=["method", "preset", "selection", "test data", "versions", "notes"],
+                       tablefmt="pipe", disable_numparse=True), ""]
+    return lines
+
+
+def _reference_checks(ref: ReferenceTable, protocols: Mapping[str, ProtocolSpec], methods: set[str]) -> list[str]:
+    """Flags for a published table: an unknown protocol or method, a printed average that is not the mean of its AUs."""
+    where = ref.file or ref.source
+    notes = []
+    if protocols and ref.protocol not in protocols:
+        notes.append(f"protocol {ref.protocol!r} is not registered")
+    unknown = sorted({m.split(" [")[0] for m in ref.method.values()} - methods) if methods else []
+    if unknown:
+        notes.append(f"unknown aubench methods {unknown}")
+    for label, row in ref.rows.items():
+        per_au = [v for k, v in row.items() if str(k).isdigit()]
+        if "avg" in row and len(per_au) > 1 and abs(sum(per_au) / len(per_au) - row["avg"]) > 0.1 + 1e-9:
+            notes.append(f"row {label!r}: printed average {row['avg']} is not the mean of its AUs "
+                         f"({sum(per_au) / len(per_au):.2f}); kept as printed")
+    for note in notes:
+        warnings.warn(f"reference table {where}: {note}", stacklevel=3)
+    return notes
+
+
+def _side_by_side(row: dict[str, Any], label: str, ref: ReferenceTable, metric: str) -> list[str]:
+    from tabulate import tabulate
+
+    pub = ref.rows[label]
+    aus = [a for a in row["aus"] if str(a) in pub] or row["aus"]
+    ours = [row["mean"], *[row["per_au"][str(a)] for a in aus]]
+    theirs = [pub.get("avg"), *[pub.get(str(a)) for a in aus]]
+    delta = [None if t is None else o - t for o, t in zip(ours, theirs)]
+    body = [[f"ours: {_label(row)}", *map(_fmt, ours)], [f"published: {label}", *map(_fmt, theirs)],
+            ["Δ (ours − published)", *[f"{d:+.1f}" if d is not None else "" for d in delta]]]
+    headers = ["", f"avg {METRICS[metric]}", *[f"AU{a}" for a in aus]]
+    return [f"{ref.source}:", "", tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
+
+
+def _published(ref: ReferenceTable, owner: str, labels: list[str], notes: list[str]) -> list[str]:
+    from tabulate import tabulate
+
+    keys: list[str] = []
+    extra: list[str] = []  # columns beside the per-AU values (e.g. how often an order was found)
+    for label in labels:
+        keys += [k for k in ref.rows[label] if k not in keys and str(k).isdigit()]
+        extra += [k for k in ref.rows[label] if k not in extra and not str(k).isdigit() and k not in ("avg", "avg_std")]
+    keys.sort(key=int)
+    headers = ["published", f"avg {METRICS.get(ref.metric, ref.metric)}", *[f"AU{k}" for k in keys], *extra,
+               "aubench method"]
+
+    def avg(row: Mapping[str, float]) -> str:
+        return _fmt(row.get("avg")) + (f" ± {row['avg_std']:.1f}" if "avg_std" in row else "")
+
+    body = [[label, avg(ref.rows[label]), *[_fmt(ref.rows[label].get(k)) for k in keys],
+             *[f"{ref.rows[label][k]:g}" if k in ref.rows[label] else "" for k in extra], ref.method.get(label, "")]
+            for label in labels]
+    flags = "".join(f" **Check:** {n}." for n in notes)
+    return [f"{ref.source} (registered by plugin `{owner}`)." + (f" {ref.note}" if ref.note else "") + flags, "",
+            tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
+
+
+def render(records: list[ResultRecord], references: Iterable[tuple[str, ReferenceTable]] = (), *,
+           protocols: Mapping[str, ProtocolSpec] | None = None, methods: Iterable[str] = (),
+           title: str = "aubench leaderboard", uncertainty: bool = True, plot_dir: str | None = None) -> str:
+    """Markdown for ``records`` beside ``references`` (``(plugin, ReferenceTable)`` pairs).
+
+    ``plot_dir``: link each protocol's per-AU bar chart (``<plot_dir>/<protocol>.png``).
+    """
+    refs, protocols, methods = list(references), protocols or {}, set(methods)
+    table = aggregate(records, {key: spec.metric for key, spec in protocols.items()}, uncertainty)
+    notes = {id(ref): _reference_checks(ref, protocols, methods) for _, ref in refs}
+    out = [f"# {title}", "", INTRO, ""]
+    for proto_id in [*table, *sorted({r.protocol for _, r in refs} - set(table))]:
+        rows, spec = table.get(proto_id, []), protocols.get(proto_id)
         metric = spec.metric if spec is not None else "f1"
         out += [f"## {proto_id}", ""]
         if spec is not None and spec.description:
@@ -96,72 +231,70 @@ def render(records: list[ResultRecord], references: Iterable[tuple[str, Any]] = 
             out += [f"Folds: {spec.fold_convention}", ""]
         if metric != "f1":
             out += [f"Scored by {METRICS[metric]} (%) per task (column AU*k* is task *k*), not F1.", ""]
-        headers = ["method", "preset", f"avg {METRICS[metric]}", *[f"AU{a}" for a in aus], "folds × seeds",
-                   "test frames"]
-        body = []
-        for row in sorted(rows, key=lambda r: -r["mean"]):
-            body.append([row["method"], row["variant"], f"**{row['mean']:.1f}** ± {row['std']:.1f}",
-                         *[f"{row['per_au'][str(a)]:.1f}" for a in aus],
-                         f"{len(row['folds'])} × {len(row['seeds'])}", row["frames"]])
-        if metric == "f1":
-            floor = _all_positive_row(rows)
-            body.append(["*all positive*", "", f"{floor['mean']:.1f} ± {floor['std']:.1f}",
-                         *[f"{floor['per_au'][str(a)]:.1f}" for a in aus], "", ""])
-        out.append(tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True))
-        out.append("")
-        hashes = sorted({h for r in rows for h in r["hashes"]})
-        out += [f"Test-subject hashes (fold:hash): {', '.join(hashes)}.", ""]
-        data = sorted({(rec.dataset, rec.data.get("preprocessing_id"), rec.data.get("detection_failed_fraction"))
-                       for r in rows for rec in r["records"] if rec.data}, key=str)
-        for name, pid, failed in data:  # cropping changes F1 by points: show how the test data were prepared
-            fail = f"{100 * failed:.2f}%" if failed is not None else "unknown"
-            out += [f"Test data: {name}, preprocessing `{pid}`, face detection failed on {fail} of frames.", ""]
-        for owner, ref in refs:
-            if ref.protocol.split("@")[0] == proto_id.split("@")[0]:
-                out += _render_reference(ref, owner)
-    unshown = [(o, r) for o, r in refs if r.protocol.split("@")[0] not in {p.split("@")[0] for p in table}]
-    if unshown:
-        out += ["## Published results without aubench runs yet", ""]
-        for owner, ref in unshown:
-            out += _render_reference(ref, owner, with_protocol=True)
+        if rows:
+            out += _our_table(rows, metric)
+            out += [f"Test-subject hashes (fold:hash): {', '.join(sorted({h for r in rows for h in r['hashes']}))}.", ""]
+            if plot_dir is not None:
+                out += [f"![per-AU {METRICS[metric]} of {proto_id}]({plot_dir}/{proto_id}.png)", ""]
+        else:
+            out += ["No aubench results on this protocol yet.", ""]
+        mine = [(owner, ref) for owner, ref in refs if ref.protocol == proto_id]
+        # a published row maps to "method [variant]", or to a method name: its run with the plain preset
+        by_label = {r["method"]: r for r in rows if " + " not in r["variant"]} | {_label(r): r for r in rows}
+        matched = [(row, label, ref) for _, ref in mine for label, name in ref.method.items()
+                   if label in ref.rows and (row := by_label.get(name)) is not None]
+        if matched:
+            out += ["### Ours beside the published rows", ""]
+            for row, label, ref in matched:
+                out += _side_by_side(row, label, ref, metric)
+        shown = {(id(ref), label) for _, label, ref in matched}
+        unmatched = [(owner, ref, [lb for lb in ref.rows if (id(ref), lb) not in shown]) for owner, ref in mine]
+        if any(labels for _, _, labels in unmatched):
+            out += ["### Published rows without an aubench row", ""]
+            for owner, ref, labels in unmatched:
+                if labels:
+                    out += _published(ref, owner, labels, notes[id(ref)])
     return "\n".join(out).rstrip() + "\n"
 
 
-def _render_reference(ref: Any, owner: str, with_protocol: bool = False) -> list[str]:
-    from tabulate import tabulate
+def _bar_chart(rows: list[dict[str, Any]], metric: str, path: Path) -> None:
+    from aubench.plots import pyplot
 
-    keys: list[str] = []
-    for row in ref.rows.values():
-        keys += [k for k in row if k not in keys and str(k).isdigit()]
-    keys.sort(key=int)
-    extra: list[str] = []  # columns beside the per-AU values (e.g. how often an order was found)
-    for row in ref.rows.values():
-        extra += [k for k in row if k not in extra and not str(k).isdigit() and k not in ("avg", "avg_std")]
-    headers = ["published", f"avg {METRICS.get(ref.metric, ref.metric)}", *[f"AU{k}" for k in keys],
-               *[k for k in extra], "aubench method"]
-
-    def avg(row: Any) -> str:
-        text = f"{row['avg']:.1f}" if "avg" in row else ""
-        return text + (f" ± {row['avg_std']:.1f}" if "avg_std" in row else "")
-
-    body = [[label, avg(row), *[f"{row[k]:.1f}" if k in row else "" for k in keys],
-             *[f"{row[k]:g}" if k in row else "" for k in extra], ref.method.get(label, "")]
-            for label, row in ref.rows.items()]
-    where = f" on {ref.protocol}" if with_protocol else ""
-    lines = [f"Published{where}: {ref.source} (registered by plugin `{owner}`)." + (f" {ref.note}" if ref.note else ""),
-             "", tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
-    return lines
+    plt = pyplot()
+    aus = rows[0]["aus"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(aus) + 2), 3.6))
+    width = 0.8 / len(rows)
+    for i, row in enumerate(sorted(rows, key=lambda r: -r["mean"])):
+        ax.bar([j + i * width for j in range(len(aus))], [row["per_au"][str(a)] for a in aus], width,
+               label=_label(row))
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(aus))], [f"AU{a}" for a in aus])
+    ax.set_ylabel(f"{METRICS[metric]} (%)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def write_leaderboard(records_dir: Path, out: Path, registry: Registry, title: str = "aubench leaderboard") -> Path:
-    """Render every record under ``records_dir`` into ``out`` (atomically); return ``out``.
+    """Render every record under ``records_dir`` into ``out`` (atomically), with per-protocol bar charts in
+    ``plots/`` beside it when matplotlib is installed; return ``out``.
 
     A record that cannot be read or does not match the schema is skipped with a warning naming it.
     """
+    import importlib.util
+
     from aubench.records import load_records
     from aubench.results import atomic_write_text
 
     records = load_records(records_dir, strict=False)
-    text = render(records, registry.references, protocols=registry.specs["protocol"], title=title)
+    plots = importlib.util.find_spec("matplotlib") is not None
+    protocols = registry.specs["protocol"]
+    text = render(records, registry.references, protocols=protocols, methods=registry.names("method"), title=title,
+                  plot_dir="plots" if plots else None)
+    if plots:
+        for proto, rows in aggregate(records, {k: p.metric for k, p in protocols.items()}).items():
+            _bar_chart(rows, protocols[proto].metric if proto in protocols else "f1", Path(out).parent / "plots" /
+                       f"{proto}.png")
     atomic_write_text(out, text)
     return out

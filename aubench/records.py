@@ -19,9 +19,10 @@ from typing import Any, Union
 
 from aubench.errors import RecordError
 
-__all__ = ["RECORD_SCHEMA_VERSION", "ResultRecord", "load_record", "load_records"]
+__all__ = ["RECORD_SCHEMA_VERSION", "ResultRecord", "load_record", "load_records", "migrate_records"]
 
-RECORD_SCHEMA_VERSION = 1
+#: 2 added ``versions`` (aubench's and each plugin's that built the model and losses)
+RECORD_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -67,6 +68,7 @@ class ResultRecord:
     timings: dict[str, float]
     environment: dict[str, Any]
     config: dict[str, Any]
+    versions: dict[str, str]
     path: Path | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -91,9 +93,11 @@ class ResultRecord:
         """Validate ``data`` against the schema; raise :class:`RecordError` naming ``source`` and the field."""
         if not isinstance(data, dict):
             raise RecordError(f"{source}: a record is a JSON object, not {type(data).__name__}")
+        data = _migrated(data)
         version = data.get("schema_version")
         if version != RECORD_SCHEMA_VERSION:
-            raise RecordError(f"{source}: record schema {version!r}, this aubench reads {RECORD_SCHEMA_VERSION}")
+            raise RecordError(f"{source}: record schema {version!r}, this aubench reads {RECORD_SCHEMA_VERSION}; "
+                              "upgrade aubench (or re-run the cell)")
         names = [f.name for f in fields(cls) if f.name != "path"]
         missing = [n for n in names if n not in data]
         unknown = [k for k in data if k not in names]
@@ -109,6 +113,25 @@ class ResultRecord:
         if not math.isfinite(f1):
             raise RecordError(f"{source}: f1_avg is {f1}; a record must hold a finite score. Re-run the cell")
         return cls(**{n: data[n] for n in names}, path=Path(source) if source != "record" else None)
+
+
+def _migrated(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: the plugin versions were not recorded; only aubench's is known (its environment)."""
+    if data.get("schema_version") == 1:
+        aubench = (data.get("environment") or {}).get("aubench", "?")
+        data = {**data, "schema_version": 2, "versions": {"aubench": str(aubench)}}
+    return data
+
+
+def migrate_records(root: Path) -> int:
+    """Rewrite every older record under ``root`` in the current schema (atomically); return how many."""
+    count = 0
+    for path in sorted(Path(root).rglob("record.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("schema_version") != RECORD_SCHEMA_VERSION:
+            load_record(path).write(path)
+            count += 1
+    return count
 
 
 def _is_instance(value: Any, hint: Any) -> bool:

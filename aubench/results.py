@@ -84,11 +84,14 @@ def environment(device: str | None = None) -> dict[str, Any]:
 
 
 def export_records(runs_dir: Path, dest: Path, overwrite: bool = False) -> int:
-    """Copy every ``record.json`` under ``runs_dir`` to the same relative place under ``dest``.
+    """Copy every ``record.json`` under ``runs_dir``, with its ``predictions.npz`` and any PNG drawn beside
+    it, to the same relative place under ``dest``; return the number of records copied.
 
     A different record already at the destination is a finished result: it is only replaced with
-    ``overwrite``. Returns the number of records copied.
+    ``overwrite``.
     """
+    import shutil
+
     from aubench.errors import ResultExistsError
 
     copied = 0
@@ -97,6 +100,10 @@ def export_records(runs_dir: Path, dest: Path, overwrite: bool = False) -> int:
         text = src.read_text()
         if target.exists() and target.read_text() != text and not overwrite:
             raise ResultExistsError(f"{target} holds a different record; pass --overwrite to replace it")
-        atomic_write_text(target, text)
+        for extra in [src.parent / "predictions.npz", *sorted(src.parent.glob("*.png"))]:
+            if extra.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(extra, target.parent / extra.name)
+        atomic_write_text(target, text)  # last: its presence means the cell's files are complete
         copied += 1
     return copied

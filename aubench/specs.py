@@ -220,8 +220,9 @@ class ReferenceTable:
     method: Mapping[str, str] = field(default_factory=dict)
     note: str = ""
     metric: str = "f1"
+    file: str = ""  # where it was loaded from, for messages (set by load_reference_tables)
 
 
 def load_reference_tables(folder: str | Path) -> list[ReferenceTable]:
     """Every ``*.json`` in ``folder`` as a :class:`ReferenceTable` (how plugins ship published tables)."""
-    return [ReferenceTable(**json.loads(p.read_text())) for p in sorted(Path(folder).glob("*.json"))]
+    return [ReferenceTable(**json.loads(p.read_text()), file=str(p)) for p in sorted(Path(folder).glob("*.json"))]

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from aubench.leaderboard import aggregate, render
 from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord, load_records
 from aubench.registry import Registry
@@ -12,7 +14,8 @@ def test_committed_leaderboard_is_up_to_date_with_its_records():
     records = load_records(ROOT / "leaderboard" / "records")
     assert records, "leaderboard/records holds the committed default SynthAU run"
     reg = Registry()
-    expected = render(records, reg.references, protocols=reg.specs["protocol"])
+    expected = render(records, reg.references, protocols=reg.specs["protocol"], methods=reg.names("method"),
+                      plot_dir="plots")
     actual = (ROOT / "leaderboard" / "LEADERBOARD.md").read_text()
     assert actual == expected, "leaderboard/LEADERBOARD.md is stale: run `make leaderboard`"
 
@@ -40,21 +43,40 @@ def _rec(method, fold, f1, rate=0.25, proto="p@v1"):
         test_subject_hash=f"h{fold}", test_subjects=["s"], train_subjects=["t"], val_subjects=[], seed=0, aus=[1],
         train_aus=[1], positive_threshold=2, per_au={"1": {"f1": f1, "positive_rate": rate}}, f1_avg=f1,
         threshold=0.5, n_test_frames=10, n_train_frames=20, init_checkpoint=None, selection="final", postprocess={},
-        data={}, train_stats={}, model_extras={}, history=[], timings={}, environment={}, config={})
+        data={}, train_stats={}, model_extras={}, history=[], timings={}, environment={}, config={},
+        versions={"aubench": "0.1.0"})
 
 
 def test_rows_are_mean_and_std_over_folds_with_the_all_positive_floor():
-    text = render([_rec("a", "1", 50.0), _rec("a", "2", 60.0), _rec("b", "1", 70.0), _rec("b", "2", 70.0)])
+    text = render([_rec("a", "1", 50.0), _rec("a", "2", 60.0), _rec("b", "1", 70.0), _rec("b", "2", 70.0)],
+                  uncertainty=False)
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
     assert "**70.0** ± 0.0" in lines[2] and "**55.0** ± 7.1" in lines[3]  # sorted best first
     assert "*all positive*" in lines[4] and "40.0 ± 0.0" in lines[4]  # 2*.25/1.25
     assert "1:h1, 2:h2" in text
 
 
-def test_published_tables_render_beside_matching_protocols():
-    ref = ReferenceTable(source="Paper X, Table 1", protocol="p@v2", rows={"Ours": {"1": 44.4, "avg": 44.4}},
-                         method={"Ours": "a"})
-    text = render([_rec("a", "1", 50.0)], [("plug", ref)])
-    assert "Published: Paper X, Table 1 (registered by plugin `plug`)" in text and "44.4" in text
-    other = ReferenceTable(source="Paper Y", protocol="q@v1", rows={"Z": {"avg": 1.0}})
-    assert "Published results without aubench runs yet" in render([_rec("a", "1", 50.0)], [("plug", other)])
+def test_our_row_and_its_published_row_are_side_by_side_with_the_difference():
+    ref = ReferenceTable(source="Paper X, Table 1", protocol="p@v1", rows={"Theirs": {"1": 44.4, "avg": 44.4},
+                                                                          "Other": {"1": 30.0, "avg": 30.0}},
+                         method={"Theirs": "a"})
+    text = render([_rec("a", "1", 50.0)], [("plug", ref)], uncertainty=False)
+    block = text[text.index("### Ours beside the published rows"):]
+    assert "| ours: a [smoke]" in block and "| published: Theirs" in block and "| Δ (ours − published) | +5.6" in block
+    rest = text[text.index("### Published rows without an aubench row"):]
+    assert "| Other " in rest and "| Theirs " not in rest
+    # published rows are matched on the full protocol id, version included
+    other_version = ReferenceTable(source="Paper X", protocol="p@v2", rows={"Theirs": {"avg": 44.4}},
+                                   method={"Theirs": "a"})
+    text = render([_rec("a", "1", 50.0)], [("plug", other_version)], uncertainty=False)
+    assert "### Ours beside" not in text and "## p@v2\n\nNo aubench results on this protocol yet." in text
+
+
+def test_a_published_average_that_is_not_the_mean_of_its_aus_is_flagged_not_fixed():
+    ref = ReferenceTable(source="Paper Y", protocol="q@v1", rows={"Z": {"1": 40.0, "2": 50.0, "avg": 47.0}},
+                         method={"Z": "no-such-method"}, file="refs/paper_y.json")
+    reg = Registry()
+    with pytest.warns(UserWarning, match="refs/paper_y.json: row 'Z': printed average 47.0 is not the mean"):
+        text = render([], [("plug", ref)], protocols=reg.specs["protocol"], methods=reg.names("method"))
+    assert "| 47.0 " in text and "**Check:** protocol 'q@v1' is not registered" in text
+    assert "unknown aubench methods ['no-such-method']" in text
