@@ -66,14 +66,24 @@ class _Cell:
 
 
 def row_replicates(records: Sequence[ResultRecord], metric: str = "f1", n_boot: int = N_BOOT) -> np.ndarray | None:
-    """Bootstrap replicates [n_boot] of a row's score, or None when a cell has no stored predictions."""
+    """Bootstrap replicates [n_boot] of a row's score, or None when a cell has no stored predictions.
+
+    Raises :class:`aubench.RecordError` when a cell's predictions do not give its record's score.
+    """
+    from aubench.errors import RecordError
+    from aubench.leaderboard import score
+
     cells = []
     for rec in records:
         predictions = rec.path.parent / "predictions.npz" if rec.path is not None else None
         if predictions is None or not predictions.is_file():
             return None
         subjects = tuple(sorted(rec.test_subjects))
-        cells.append(_Cell(rec.fold, subjects, subject_counts(predictions, subjects, rec.threshold)))
+        counts = subject_counts(predictions, subjects, rec.threshold)
+        if abs(float(_score(counts.sum(0), metric)) - score(rec, metric)) > 1e-6:
+            raise RecordError(f"{predictions} does not give its record's score ({score(rec, metric):.4f}); "
+                              "the two files belong to different runs: re-run the cell")
+        cells.append(_Cell(rec.fold, subjects, counts))
     scores = [_score(np.einsum("bs,skc->bkc", _draws(rec.protocol_id, c.fold, c.subjects, n_boot), c.counts), metric)
               for rec, c in zip(records, cells)]
     return np.mean(scores, 0)

@@ -110,9 +110,16 @@ def _reliability(run_dir: Path, out: Path | None) -> Path:
     return reliability_histogram(run_dir, out)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 (warnings' signature)
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     from aubench.registry import get_registry
 
+    warnings.formatwarning = _one_line_warning  # a user reads what is wrong, not where in aubench it was noticed
     broken: AubenchError | None = None
     try:
         registry = get_registry()

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aubench.errors import RecordError
 from aubench.metrics import all_positive_f1, mean_std
 
 if TYPE_CHECKING:
@@ -28,13 +29,14 @@ __all__ = ["METRICS", "score", "aggregate", "render", "write_leaderboard"]
 
 METRICS = {"f1": "F1", "accuracy": "accuracy"}
 INTRO = ("F1 (%) per AU at threshold 0.5 over all test frames of each fold, AU-average as mean ± std over "
-         "folds × seeds. *95 % CI*: bootstrap interval of that average over test subjects (subjects resampled "
-         "within each fold, frames of a subject kept together). *Rank*: rows share a rank when the paired "
-         "bootstrap interval of their difference (same drawn subjects) contains 0, i.e. when the test set cannot "
-         "tell them apart. *All positive* predicts every AU present (F1 = 2p/(1+p)): the floor to beat. Numbers "
-         "are reproducible on the same machine with the same seed; another CPU changes floating-point order and "
-         "gives other numbers within the seed noise. Rendered by `aubench leaderboard`; every row traces to result "
-         "records with config, code version, data fingerprint and stored predictions (`--verify` recomputes them).")
+         "folds × seeds (with several seeds, also the std over seeds of the fold average). *95 % CI*: "
+         "bootstrap interval of that average over test subjects (subjects resampled within each fold, frames "
+         "of a subject kept together). *Rank*: rows share a rank when the paired bootstrap interval of their "
+         "difference (same drawn subjects) contains 0, i.e. when the test set cannot tell them apart. *All "
+         "positive* predicts every AU present (F1 = 2p/(1+p)): the floor to beat. Numbers are reproducible on "
+         "the same machine with the same seed; another CPU changes floating-point order and gives other "
+         "numbers within the seed noise. Rendered by `aubench leaderboard`; every row traces to result records"
+         " with config, code version, data fingerprint and stored predictions (`--verify` recomputes them).")
 
 
 def score(rec: ResultRecord, metric: str = "f1", au: int | None = None) -> float:
@@ -69,11 +71,19 @@ def aggregate(records: Iterable[ResultRecord], metrics: Mapping[str, str] | None
                "folds": sorted({r.fold for r in recs}), "seeds": seeds, "n_cells": len(recs),
                "frames": sum(r.n_test_frames for r in recs) // max(len(seeds), 1),
                "hashes": sorted({f"{r.fold}:{r.test_subject_hash}" for r in recs}), "records": recs}
+        if len(seeds) > 1:  # the spread a new seed would bring: std over seeds of the fold-averaged score
+            per_seed = [mean_std([score(r, metric) for r in recs if r.seed == seed])[0] for seed in seeds]
+            row["seed_std"] = mean_std(per_seed)[1]
         if uncertainty:
-            row["replicates"] = bootstrap.row_replicates(recs, metric)
-            if row["replicates"] is None:
-                warnings.warn(f"{proto} {method} [{variant}]: a cell has no predictions.npz beside its record; "
-                              "the row gets no interval and is ranked by its mean", stacklevel=2)
+            try:
+                row["replicates"] = bootstrap.row_replicates(recs, metric)
+            except RecordError as exc:
+                warnings.warn(f"{proto} {method} [{variant}]: {exc}; the row gets no interval", stacklevel=2)
+                row["replicates"] = None
+            else:
+                if row["replicates"] is None:
+                    warnings.warn(f"{proto} {method} [{variant}]: a cell has no predictions.npz beside its record; "
+                                  "the row gets no interval and is ranked by its mean", stacklevel=2)
             row["ci"] = bootstrap.interval(row["replicates"]) if row["replicates"] is not None else None
         table[proto].append(row)
     if uncertainty:
@@ -133,14 +143,18 @@ def _our_table(rows: list[dict[str, Any]], metric: str) -> list[str]:
     headers = ["rank", "method", "preset", f"avg {METRICS[metric]}", "95 % CI", *[f"AU{a}" for a in aus],
                "folds × seeds", "test frames"]
     body = []
+    floor = _all_positive_row(rows) if metric == "f1" else None
     for row in sorted(rows, key=lambda r: (r.get("rank", 0), -r["mean"])):
         ci = row.get("ci")
-        body.append([str(row.get("rank", "")), row["method"], row["variant"],
-                     f"**{row['mean']:.1f}** ± {row['std']:.1f}", f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "n/a",
+        seeds = f" (seeds ± {row['seed_std']:.1f})" if "seed_std" in row else ""
+        below = floor is not None and row["mean"] <= floor["mean"]  # no better than saying "present" everywhere
+        avg = (f"{row['mean']:.1f} ± {row['std']:.1f}{seeds} (not above *all positive*)" if below else
+               f"**{row['mean']:.1f}** ± {row['std']:.1f}{seeds}")
+        body.append([str(row.get("rank", "")), row["method"], row["variant"], avg,
+                     f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "n/a",
                      *[f"{row['per_au'][str(a)]:.1f}" for a in aus], f"{len(row['folds'])} × {len(row['seeds'])}",
                      row["frames"]])
-    if metric == "f1":
-        floor = _all_positive_row(rows)
+    if floor is not None:
         body.append(["", "*all positive*", "", f"{floor['mean']:.1f} ± {floor['std']:.1f}", "",
                      *[f"{floor['per_au'][str(a)]:.1f}" for a in aus], "", ""])
     lines = [tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
@@ -210,6 +224,16 @@ def _published(ref: ReferenceTable, owner: str, labels: list[str], notes: list[s
             tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
 
 
+def _matches(rows: list[dict[str, Any]], refs: list[ReferenceTable]) -> list[tuple[dict[str, Any], str, ReferenceTable]]:
+    """(our row, published label, table) for every published row mapped to one of ``rows``.
+
+    A published row maps to ``"method [variant]"``, or to a method name: its run with the plain preset.
+    """
+    by_label = {r["method"]: r for r in rows if " + " not in r["variant"]} | {_label(r): r for r in rows}
+    return [(row, label, ref) for ref in refs for label, name in ref.method.items()
+            if label in ref.rows and (row := by_label.get(name)) is not None]
+
+
 def render(records: list[ResultRecord], references: Iterable[tuple[str, ReferenceTable]] = (), *,
            protocols: Mapping[str, ProtocolSpec] | None = None, methods: Iterable[str] = (),
            title: str = "aubench leaderboard", uncertainty: bool = True, plot_dir: str | None = None) -> str:
@@ -239,10 +263,7 @@ def render(records: list[ResultRecord], references: Iterable[tuple[str, Referenc
         else:
             out += ["No aubench results on this protocol yet.", ""]
         mine = [(owner, ref) for owner, ref in refs if ref.protocol == proto_id]
-        # a published row maps to "method [variant]", or to a method name: its run with the plain preset
-        by_label = {r["method"]: r for r in rows if " + " not in r["variant"]} | {_label(r): r for r in rows}
-        matched = [(row, label, ref) for _, ref in mine for label, name in ref.method.items()
-                   if label in ref.rows and (row := by_label.get(name)) is not None]
+        matched = _matches(rows, [ref for _, ref in mine])
         if matched:
             out += ["### Ours beside the published rows", ""]
             for row, label, ref in matched:
@@ -257,18 +278,25 @@ def render(records: list[ResultRecord], references: Iterable[tuple[str, Referenc
     return "\n".join(out).rstrip() + "\n"
 
 
-def _bar_chart(rows: list[dict[str, Any]], metric: str, path: Path) -> None:
+def _bar_chart(rows: list[dict[str, Any]], matched: list[tuple[dict, str, ReferenceTable]], metric: str,
+               path: Path) -> None:
+    """Per-AU bars of our rows, each followed by the published rows mapped to it (hatched)."""
     from aubench.plots import pyplot
 
     plt = pyplot()
     aus = rows[0]["aus"]
+    bars = []
+    for row in sorted(rows, key=lambda r: -r["mean"]):
+        bars.append((_label(row), [row["per_au"][str(a)] for a in aus], ""))
+        bars += [(f"published: {label}", [ref.rows[label].get(str(a), 0.0) for a in aus], "//")
+                 for ours, label, ref in matched if ours is row]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(aus) + 2), 3.6))
-    width = 0.8 / len(rows)
-    for i, row in enumerate(sorted(rows, key=lambda r: -r["mean"])):
-        ax.bar([j + i * width for j in range(len(aus))], [row["per_au"][str(a)] for a in aus], width,
-               label=_label(row))
+    width = 0.8 / len(bars)
+    for i, (label, values, hatch) in enumerate(bars):
+        ax.bar([j + i * width for j in range(len(aus))], values, width, label=label, hatch=hatch)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(aus))], [f"AU{a}" for a in aus])
     ax.set_ylabel(f"{METRICS[metric]} (%)")
+    ax.set_title(path.stem, fontsize=9)
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,7 +322,8 @@ def write_leaderboard(records_dir: Path, out: Path, registry: Registry, title: s
                   plot_dir="plots" if plots else None)
     if plots:
         for proto, rows in aggregate(records, {k: p.metric for k, p in protocols.items()}).items():
-            _bar_chart(rows, protocols[proto].metric if proto in protocols else "f1", Path(out).parent / "plots" /
-                       f"{proto}.png")
+            matched = _matches(rows, [ref for _, ref in registry.references if ref.protocol == proto])
+            _bar_chart(rows, matched, protocols[proto].metric if proto in protocols else "f1",
+                       Path(out).parent / "plots" / f"{proto}.png")
     atomic_write_text(out, text)
     return out

@@ -173,8 +173,10 @@ def test_a_plugin_ships_recipes_from_its_config_folder_and_published_tables(tmp_
     assert reg.owner("method", "my-bce") == "ships" and tmp_path in reg.search_paths
     cfg = compose("my-bce", registry=reg)
     assert cfg.loss.name == "bce" and cfg.preset == "smoke" and cfg.epochs == 8  # the smoke preset wins over 3
-    assert "Published on tiny-3fold@v1: Someone et al., Table 9 (registered by plugin `ships`)" in render(
-        [], reg.references)
+    board = render([], reg.references)
+    section = board[board.index("## tiny-3fold@v1"):]
+    assert "No aubench results on this protocol yet" in section
+    assert "Someone et al., Table 9 (registered by plugin `ships`)" in section
 
 
 class AddsCommands:

@@ -250,7 +250,8 @@ def test_toy_reproduction_runs_harness_cells_and_writes_our_numbers_beside_the_t
     # the cells are ordinary records: the leaderboard scores the toy protocol by accuracy beside the thesis
     board = write_leaderboard(runs, runs / "LEADERBOARD.md", registry).read_text()
     section = board[board.index("## monet-toy@v1"):]
-    assert "avg accuracy" in section and f"Published: {ref.source}" in section and "*all positive*" not in section
+    section = section[:section.index("\n## ", 5)] if "\n## " in section[5:] else section
+    assert "avg accuracy" in section and ref.source in section and "*all positive*" not in section
 
 
 def test_warmup_is_chosen_on_validation_and_a_rerun_trains_nothing(registry, runs, capsys):
