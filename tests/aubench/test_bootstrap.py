@@ -79,3 +79,17 @@ def test_a_cell_without_predictions_gives_no_replicates(tmp_path, labels):
     rec = cell(tmp_path, "a", labels, labels)
     (rec.path.parent / "predictions.npz").unlink()
     assert row_replicates([rec]) is None
+
+
+def test_predictions_that_do_not_give_their_records_score_are_named_and_the_board_renders(tmp_path, labels):
+    from aubench import RecordError
+    from aubench.leaderboard import render
+
+    good = cell(tmp_path, "good", labels, labels)
+    bad = cell(tmp_path, "bad", np.clip(labels + 0.3, 0, 1), labels)
+    bad.f1_avg += 3.0  # the record no longer matches its predictions
+    with pytest.raises(RecordError, match="does not give its record's score"):
+        row_replicates([bad])
+    with pytest.warns(UserWarning, match=r"bad \[smoke\]: .*predictions.npz does not give its record's score"):
+        text = render([good, bad])
+    assert "| good " in text and "| n/a " in text
