@@ -121,6 +121,11 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
         merged.method_name = spec.name
         merged.overrides = [o for o in overrides if o.split("=")[0].lstrip("+~") not in CELL_KEYS]
     OmegaConf.resolve(merged)
+    from aubench.schema import validate_recipe
+
+    where = registry.method_config_path(spec)
+    source = f"recipe {where} (preset {preset}{', overrides ' + ' '.join(overrides) if overrides else ''})"
+    validate_recipe(OmegaConf.to_container(merged, resolve=True), registry, source)
     OmegaConf.set_readonly(merged, True)
     return merged
 

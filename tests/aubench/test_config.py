@@ -29,8 +29,28 @@ def test_unknown_override_suggests_the_key(registry):
 
 
 def test_plus_adds_and_tilde_deletes(registry):
-    cfg = compose("vmnc-bce", ["+model.extra=3", "~augment.contrast"], registry=registry)
-    assert cfg.model.extra == 3 and "contrast" not in cfg.augment
+    cfg = compose("vmnc-bce", ["+optim.eps=1e-6", "~augment.contrast"], registry=registry)
+    assert cfg.optim.eps == 1e-6 and "contrast" not in cfg.augment
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["+epoch=2"], r"unknown key 'epoch'\. Did you mean 'epochs'"),
+    (["+augment.hlfip=0.5"], r"unknown key 'augment.hlfip'\. Did you mean 'hflip'"),
+    (["epochs=abc"], r"epochs='abc' must be int"),
+    (["seed=abc"], r"seed='abc' must be int"),
+    (["batch_size=abc"], r"batch_size='abc' must be int"),
+    (["batch_size=0"], r"batch_size=0 must be at least 1"),
+    (["+model.widht=3"], r"\(model 'vmnc' of plugin 'baseline'\): unknown key 'model.widht'"),
+    (["loss.name=bce", "+loss.smoothing=0.1"], r"loss 'bce' of plugin 'baseline'.*unknown key 'loss.smoothing'"),
+    (["optim.name=rmsprop"], r"optim.name='rmsprop'; use one of \['adam', 'adamw', 'sgd'\]"),
+    (["+optim.lrr=3"], r"\(optimiser adamw\): unknown key 'optim.lrr'\. Did you mean 'lr'"),
+    (["selection.rule=best"], r"selection.rule='best'; use one of \['final', 'val'\]"),
+    (["+engine.treads=1"], r"unknown key 'engine.treads'\. Did you mean 'threads'"),
+])
+def test_a_recipe_key_or_value_that_would_silently_train_something_else_is_refused(registry, overrides, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        compose("vmnc-bce", overrides, registry=registry)
+    assert "plugins/aubench_baseline/conf/method/vmnc-bce.yaml" in str(err.value)
 
 
 def test_sweep_syntax_is_refused_outside_sweeps(registry):
@@ -56,3 +76,13 @@ def test_recipe_is_read_only(registry):
 
     with pytest.raises(ReadonlyConfigError):
         cfg.optim.lr = 1.0
+
+
+def test_contributing_documents_the_recipe_schema_as_the_code_defines_it():
+    from pathlib import Path
+
+    from aubench.schema import schema_markdown
+
+    text = (Path(__file__).resolve().parents[2] / "CONTRIBUTING.md").read_text()
+    documented = text.split("<!-- recipe-schema -->\n")[1].split("\n<!-- /recipe-schema -->")[0]
+    assert documented == schema_markdown(), "regenerate the table in CONTRIBUTING.md from aubench.schema"

@@ -219,3 +219,19 @@ def test_plugins_add_commands_options_and_plots(tmp_path, capsys):
         assert "Did you mean 'nothing'" in capsys.readouterr().err
     finally:
         reset_registry(None)
+
+
+def test_a_typo_in_a_recipe_file_is_refused_naming_the_file_also_by_show(tmp_path, capsys):
+    from aubench.cli import main
+    from aubench.registry import reset_registry
+
+    (tmp_path / "method").mkdir()
+    (tmp_path / "method" / "my-bce.yaml").write_text("# @package _global_\ndefaults:\n  - /recipe/vmnc\n  - _self_\n"
+                                                     "loss:\n  name: bce\nepoch: 2\n")
+    reset_registry(make_registry(("ships", ShipsAMethod(tmp_path))))
+    try:
+        assert main(["show", "my-bce"]) == 2
+    finally:
+        reset_registry(None)
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'method' / 'my-bce.yaml'}" in err and "unknown key 'epoch'. Did you mean 'epochs'?" in err
