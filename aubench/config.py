@@ -95,8 +95,14 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
     if preset == "auto":
         synthetic = registry.get("dataset", dataset).synthetic if dataset else True
         preset = by_dataset.get(dataset) or ("smoke" if synthetic else "paper")
-    if presets_node is None or preset not in presets_node:
-        raise UnknownNameError(f"preset of {method}", str(preset), list(presets_node or PRESETS))
+    where = registry.method_config_path(spec)
+    if "@package _global_" not in where.read_text(encoding="utf-8").split("\n", 1)[0]:
+        raise ConfigError(f"recipe {where} does not start with `# @package _global_`, so Hydra nests its keys "
+                          "under `method` where aubench does not read them; add that line at the top of the file")
+    if presets_node is None:
+        raise ConfigError(f"recipe {where} has no `presets` (give at least `presets: {{paper: {{}}, smoke: ...}}`)")
+    if preset not in presets_node:
+        raise UnknownNameError(f"preset of {method}", str(preset), list(presets_node))
     OmegaConf.set_struct(base, False)  # a preset may add keys the base recipe does not have
     merged = OmegaConf.merge(base, presets_node[preset])
     for ov in parsed:  # the user's values win over the preset
@@ -123,7 +129,6 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
     OmegaConf.resolve(merged)
     from aubench.schema import validate_recipe
 
-    where = registry.method_config_path(spec)
     source = f"recipe {where} (preset {preset}{', overrides ' + ' '.join(overrides) if overrides else ''})"
     validate_recipe(OmegaConf.to_container(merged, resolve=True), registry, source)
     OmegaConf.set_readonly(merged, True)

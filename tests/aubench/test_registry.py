@@ -7,7 +7,7 @@ import pytest
 from conftest import make_registry
 
 from aubench import DatasetSpec, MethodSpec, ModelSpec, hookimpl, hookspecs
-from aubench.errors import DuplicateNameError, PluginError, UnknownNameError
+from aubench.errors import ConfigError, DuplicateNameError, PluginError, UnknownNameError
 from aubench.registry import Registry
 
 HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("aubench_")]
@@ -235,3 +235,13 @@ def test_a_typo_in_a_recipe_file_is_refused_naming_the_file_also_by_show(tmp_pat
         reset_registry(None)
     err = capsys.readouterr().err
     assert f"{tmp_path / 'method' / 'my-bce.yaml'}" in err and "unknown key 'epoch'. Did you mean 'epochs'?" in err
+
+
+def test_a_recipe_without_the_package_header_says_so(tmp_path):
+    from aubench.config import compose
+
+    (tmp_path / "method").mkdir()
+    (tmp_path / "method" / "my-bce.yaml").write_text("defaults:\n  - /recipe/vmnc\n  - _self_\nloss:\n  name: bce\n")
+    reg = make_registry(("ships", ShipsAMethod(tmp_path)))
+    with pytest.raises(ConfigError, match=r"my-bce.yaml does not start with `# @package _global_`"):
+        compose("my-bce", registry=reg)
