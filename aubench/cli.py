@@ -69,6 +69,9 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
                     help="recompute every number from the stored predictions (and, where the dataset is prepared "
                          "here, check its labels and fingerprint); fail at the first mismatch")
     lb.add_argument("--migrate", action="store_true", help="rewrite older records in the current record schema")
+    lb.add_argument("--published", choices=["all", "run"], default="all",
+                    help="all: a section for every protocol with published rows (default); run: only the protocols "
+                         "the runs folder has results for")
 
     sub.add_parser("doctor", help="print what a bug report needs: versions, device, plugins, datasets")
 
@@ -279,7 +282,7 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
         mean, std = mean_std(f1s)
         print(f"{method:28s} {proto:34s} F1 {mean:5.1f} ± {std:4.1f}  ({len(f1s)} cell(s))")
     failed = [o for o in outcomes if o.status == "failed"]
-    out = write_leaderboard(args.runs_dir, args.runs_dir / "LEADERBOARD.md", reg)
+    out = write_leaderboard(args.runs_dir, args.runs_dir / "LEADERBOARD.md", reg, all_published=False)
     print(f"\nleaderboard: {out}")
     if failed:
         print(f"{len(failed)} cell(s) failed; see failed.json in their run folders", file=sys.stderr)
@@ -308,7 +311,8 @@ def cmd_leaderboard(args: argparse.Namespace, cli: Commands) -> int:
 
         print(verify_records(args.runs_dir))
         return 0
-    out = write_leaderboard(args.runs_dir, args.out or args.runs_dir / "LEADERBOARD.md", get_registry())
+    out = write_leaderboard(args.runs_dir, args.out or args.runs_dir / "LEADERBOARD.md", get_registry(),
+                            all_published=args.published == "all")
     print(out)
     return 0
 

@@ -121,8 +121,8 @@ def _details(row: dict[str, Any]) -> list[str]:
     recs = row["records"]
     data = sorted({(r.dataset, r.data.get("preprocessing_id"), r.data.get("detection_failed_fraction")) for r in recs},
                   key=str)
-    test_data = "; ".join(f"{name} `{pid}`, detection failed on "
-                          f"{'unknown' if failed is None else f'{100 * failed:.2f}%'}" for name, pid, failed in data)
+    test_data = "; ".join(f"{name} `{pid}`" + ("" if failed is None else f", detection failed on {100 * failed:.2f}%")
+                          for name, pid, failed in data)  # None: the dataset records no face-detection step
     versions = sorted({", ".join(f"{k} {v}" for k, v in sorted(r.versions.items())) for r in recs})
     if all(set(r.versions) == {"aubench"} for r in recs):
         versions = [versions[0] + " (plugin versions not recorded: schema-1 record)"]
@@ -236,16 +236,18 @@ def _matches(rows: list[dict[str, Any]], refs: list[ReferenceTable]) -> list[tup
 
 def render(records: list[ResultRecord], references: Iterable[tuple[str, ReferenceTable]] = (), *,
            protocols: Mapping[str, ProtocolSpec] | None = None, methods: Iterable[str] = (),
-           title: str = "aubench leaderboard", uncertainty: bool = True, plot_dir: str | None = None) -> str:
+           title: str = "aubench leaderboard", uncertainty: bool = True, plot_dir: str | None = None,
+           all_published: bool = True) -> str:
     """Markdown for ``records`` beside ``references`` (``(plugin, ReferenceTable)`` pairs).
 
-    ``plot_dir``: link each protocol's per-AU bar chart (``<plot_dir>/<protocol>.png``).
+    ``plot_dir``: link each protocol's per-AU bar chart (``<plot_dir>/<protocol>.png``);
+    ``all_published``: also a section for each protocol with published rows but none of ours.
     """
     refs, protocols, methods = list(references), protocols or {}, set(methods)
     table = aggregate(records, {key: spec.metric for key, spec in protocols.items()}, uncertainty)
     notes = {id(ref): _reference_checks(ref, protocols, methods) for _, ref in refs}
     out = [f"# {title}", "", INTRO, ""]
-    for proto_id in [*table, *sorted({r.protocol for _, r in refs} - set(table))]:
+    for proto_id in [*table, *(sorted({r.protocol for _, r in refs} - set(table)) if all_published else [])]:
         rows, spec = table.get(proto_id, []), protocols.get(proto_id)
         metric = spec.metric if spec is not None else "f1"
         out += [f"## {proto_id}", ""]
@@ -304,7 +306,8 @@ def _bar_chart(rows: list[dict[str, Any]], matched: list[tuple[dict, str, Refere
     plt.close(fig)
 
 
-def write_leaderboard(records_dir: Path, out: Path, registry: Registry, title: str = "aubench leaderboard") -> Path:
+def write_leaderboard(records_dir: Path, out: Path, registry: Registry, title: str = "aubench leaderboard",
+                      all_published: bool = True) -> Path:
     """Render every record under ``records_dir`` into ``out`` (atomically), with per-protocol bar charts in
     ``plots/`` beside it when matplotlib is installed; return ``out``.
 
@@ -319,7 +322,7 @@ def write_leaderboard(records_dir: Path, out: Path, registry: Registry, title: s
     plots = importlib.util.find_spec("matplotlib") is not None
     protocols = registry.specs["protocol"]
     text = render(records, registry.references, protocols=protocols, methods=registry.names("method"), title=title,
-                  plot_dir="plots" if plots else None)
+                  plot_dir="plots" if plots else None, all_published=all_published)
     if plots:
         for proto, rows in aggregate(records, {k: p.metric for k, p in protocols.items()}).items():
             matched = _matches(rows, [ref for _, ref in registry.references if ref.protocol == proto])

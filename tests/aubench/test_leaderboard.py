@@ -85,3 +85,9 @@ def test_every_committed_number_is_recomputed_from_its_stored_predictions():
 
     report = verify_records(ROOT / "leaderboard" / "records", datasets=False)
     assert report.records == len(load_records(ROOT / "leaderboard" / "records"))
+
+
+def test_a_private_runs_folder_can_leave_out_protocols_it_has_no_rows_for():
+    ref = ReferenceTable(source="Paper Y", protocol="q@v1", rows={"Z": {"avg": 1.0}})
+    assert "## q@v1" in render([_rec("a", "1", 50.0)], [("plug", ref)], uncertainty=False)
+    assert "## q@v1" not in render([_rec("a", "1", 50.0)], [("plug", ref)], uncertainty=False, all_published=False)
