@@ -22,12 +22,16 @@ if TYPE_CHECKING:
 
     from aubench.registry import Registry
 
-__all__ = ["compose", "config_hash", "PRESETS", "searchpath_override"]
+__all__ = ["compose", "config_hash", "PRESETS", "RESULT_NEUTRAL", "searchpath_override"]
 
 PRESETS = ("paper", "smoke")
 # keys of the primary config that select *which* cell runs rather than *how* it trains
 _MISSING = object()
 CELL_KEYS = ("protocol", "fold", "seed", "runs_dir", "overwrite", "preset")
+#: options that cannot change a result: they neither fork a recipe variant (run folder, leaderboard row)
+#: nor enter the recipe hash. Every other key does, engine options included (device, amp, compile,
+#: channels_last, cache_features: float16 features, eval_batch_size: batched floating-point order).
+RESULT_NEUTRAL = ("engine.threads", "engine.num_workers")
 
 
 def searchpath_override(registry: Registry) -> str:
@@ -125,7 +129,7 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
     with open_dict(merged):
         merged.preset = preset
         merged.method_name = spec.name
-        merged.overrides = [o for o in overrides if o.split("=")[0].lstrip("+~") not in CELL_KEYS]
+        merged.overrides = [o for o in overrides if o.split("=")[0].lstrip("+~") not in (*CELL_KEYS, *RESULT_NEUTRAL)]
     OmegaConf.resolve(merged)
     from aubench.schema import validate_recipe
 
@@ -140,6 +144,9 @@ def config_hash(cfg: DictConfig) -> str:
     from omegaconf import OmegaConf
 
     data = OmegaConf.to_container(cfg, resolve=True)
-    for key in (*CELL_KEYS, "overrides", "engine"):
+    for key in (*CELL_KEYS, "overrides"):
         data.pop(key, None)
+    for key in RESULT_NEUTRAL:
+        section, _, leaf = key.partition(".")
+        data.get(section, {}).pop(leaf, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]

@@ -64,10 +64,26 @@ def test_unknown_preset(registry):
 
 
 def test_config_hash_ignores_cell_selection_but_not_recipe(registry):
-    a = compose("vmnc-bce", ["seed=3", "engine.device=cpu"], registry=registry)
+    a = compose("vmnc-bce", ["seed=3"], registry=registry)
     b = compose("vmnc-bce", registry=registry)
     c = compose("vmnc-bce", ["optim.lr=0.1"], registry=registry)
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+def test_options_that_cannot_change_a_result_do_not_fork_a_variant_and_the_others_do(registry, runs):
+    from aubench.cells import plan_cells
+
+    def cell(*overrides):
+        return plan_cells(registry, "vmnc-bce", "tiny-3fold", folds=["1"], overrides=list(overrides), runs_dir=runs)[0]
+
+    plain = cell()
+    assert plain.run_dir.parts[-3] == "smoke"
+    for neutral in (["engine.threads=1"], ["engine.num_workers=2"], ["engine.threads=1", "engine.num_workers=2"]):
+        same = cell(*neutral)
+        assert same.run_dir == plain.run_dir and same.config_hash == plain.config_hash, neutral
+    for forking in (["engine.device=cpu"], ["engine.amp=false"], ["engine.compile=true"], ["optim.lr=0.1"]):
+        other = cell(*forking)
+        assert other.run_dir != plain.run_dir and other.config_hash != plain.config_hash, forking
 
 
 def test_recipe_is_read_only(registry):
