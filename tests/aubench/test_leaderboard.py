@@ -74,9 +74,10 @@ def test_a_published_average_that_is_not_the_mean_of_its_aus_is_flagged_not_fixe
     ref = ReferenceTable(source="Paper Y", protocol="q@v1", rows={"Z": {"1": 40.0, "2": 50.0, "avg": 47.0}},
                          method={"Z": "no-such-method"}, file="refs/paper_y.json")
     reg = Registry()
-    with pytest.warns(UserWarning, match="refs/paper_y.json: row 'Z': printed average 47.0 is not the mean"):
+    with pytest.warns(UserWarning, match="refs/paper_y.json: protocol 'q@v1' is not registered"):
         text = render([], [("plug", ref)], protocols=reg.specs["protocol"], methods=reg.names("method"))
     assert "| 47.0 " in text and "**Check:** protocol 'q@v1' is not registered" in text
+    assert "**Check:** row 'Z': printed average 47.0 is not the mean of its AUs (45.00); kept as printed" in text
     assert "unknown aubench methods ['no-such-method']" in text
 
 
