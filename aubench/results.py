@@ -63,7 +63,7 @@ def _git_commit() -> str | None:
 
 
 def environment(device: str | None = None) -> dict[str, Any]:
-    """What produced a number: package versions, git commit, device."""
+    """What produced a number: package versions, git commit, device and torch's CPU threads."""
     import numpy
     import torch
 
@@ -71,7 +71,8 @@ def environment(device: str | None = None) -> dict[str, Any]:
 
     env = {"aubench": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
            "platform": platform.platform(), "torch": torch.__version__, "numpy": numpy.__version__,
-           "device": device, "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+           "device": device, "threads": torch.get_num_threads(),
+           "cuda": torch.version.cuda if torch.cuda.is_available() else None}
     try:
         import timm
 
