@@ -25,6 +25,8 @@ KINDS = ("plugins", "datasets", "models", "losses", "methods", "protocols", "ref
 
 def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentParser, Commands]:
     """The ``aubench`` parser: core commands, then what plugins add through ``aubench_register_commands``."""
+    import warnings
+
     from aubench.commands import Commands
 
     p = argparse.ArgumentParser(prog="aubench", description="Benchmark harness for facial Action Unit detection.")
@@ -102,7 +104,12 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
     cli = Commands(sub, {"data check": chk, "data prepare": prep})
     cli.add_plot("reliability", "per-AU histograms of predictions by ground truth (thesis Fig. 4.4)", _reliability)
     if registry is not None:
-        registry.hook.aubench_register_commands(cli=cli)
+        for impl in registry.pm.hook.aubench_register_commands.get_hookimpls():
+            try:
+                impl.function(**({"cli": cli} if "cli" in impl.argnames else {}))
+            except Exception as exc:  # one plugin's broken command must not take the command line down
+                warnings.warn(f"plugin {impl.plugin_name!r} failed to add its commands "
+                              f"({type(exc).__name__}: {exc}); the other commands work", stacklevel=2)
     plot.description = "Kinds: " + "; ".join(f"{k}: {h}" for k, (h, _) in sorted(cli.plots.items())) + "."
     return p, cli
 

@@ -245,3 +245,21 @@ def test_a_recipe_without_the_package_header_says_so(tmp_path):
     reg = make_registry(("ships", ShipsAMethod(tmp_path)))
     with pytest.raises(ConfigError, match=r"my-bce.yaml does not start with `# @package _global_`"):
         compose("my-bce", registry=reg)
+
+
+def test_a_plugin_whose_commands_fail_is_reported_and_the_rest_of_the_cli_works(capsys):
+    from aubench.cli import main
+    from aubench.registry import reset_registry
+
+    class Broken:
+        @hookimpl
+        def aubench_register_commands(self, cli):
+            raise RuntimeError("boom")
+
+    reset_registry(make_registry(("broken", Broken())))
+    try:
+        with pytest.warns(UserWarning, match="plugin 'broken' failed to add its commands .*boom"):
+            assert main(["list", "methods"]) == 0
+    finally:
+        reset_registry(None)
+    assert "vmnc-bce" in capsys.readouterr().out
