@@ -119,8 +119,10 @@ def _echo_outcome(outcome: CellOutcome, echo: Callable[[str], Any]) -> None:
     if outcome.status == "failed":
         echo(f"FAIL  {cell.label}: {outcome.error} (traceback in {cell.run_dir / 'failed.json'})")
     elif outcome.status == "done":
+        resumed = outcome.record.timings.get("resumed_from_epoch")
         echo(f"done  {cell.label}: {_score_text(outcome.record, cell.protocol)} on {outcome.record.n_test_frames} "
-             f"frames (test subjects #{cell.fold.test_hash}) in {outcome.seconds:.0f}s")
+             f"frames (test subjects #{cell.fold.test_hash}) in {outcome.seconds:.0f}s"
+             + (f", resumed from epoch {resumed}" if resumed else ""))
 
 
 def _score_text(rec: ResultRecord, protocol: ProtocolSpec) -> str:

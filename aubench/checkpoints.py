@@ -4,8 +4,8 @@ Two files per cell folder:
 
 ``checkpoint.pt``
     training state after the last finished epoch (model, optimisers, schedulers, RNG states, the
-    epoch history); written atomically, deleted when the cell finishes. It is only resumed when its
-    recipe hash equals the cell's.
+    epoch history); written atomically, deleted when the cell finishes. It is only resumed by the
+    same recipe, code (aubench's and the plugins' source hashes) and data; otherwise it is refused.
 ``model.safetensors``
     the final weights, never a pickle, with a :class:`CheckpointMeta` record in the safetensors
     metadata. Loading them elsewhere (``init.checkpoint``) checks the record against the cell: AU
@@ -116,11 +116,15 @@ class ResumeState:
 
 
 def save_resume_state(run_dir: Path, model: torch.nn.Module, opts: list[dict[str, Any]], epoch: int,
-                      config_hash: str, history: list[dict[str, Any]], best: dict[str, Any]) -> None:
-    """Write ``checkpoint.pt`` atomically (a crash while writing leaves the previous one intact)."""
+                      origin: dict[str, Any], history: list[dict[str, Any]], best: dict[str, Any]) -> None:
+    """Write ``checkpoint.pt`` atomically (a crash while writing leaves the previous one intact).
+
+    ``origin`` says what the state was trained by (recipe hash, code versions, data fingerprints);
+    :func:`load_resume_state` resumes only from the same origin.
+    """
     import torch
 
-    state = {"model": model.state_dict(), "epoch": epoch, "config_hash": config_hash, "history": history,
+    state = {"model": model.state_dict(), "epoch": epoch, "origin": origin, "history": history,
              "best": best, "optimizers": [o["optimizer"].state_dict() for o in opts],
              "schedulers": [o["scheduler"].state_dict() if o.get("scheduler") else None for o in opts],
              "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "py_rng": random.getstate()}
@@ -130,22 +134,33 @@ def save_resume_state(run_dir: Path, model: torch.nn.Module, opts: list[dict[str
     tmp.replace(path)
 
 
-def load_resume_state(run_dir: Path, model: torch.nn.Module, opts: list[dict[str, Any]], config_hash: str,
+def load_resume_state(run_dir: Path, model: torch.nn.Module, opts: list[dict[str, Any]], origin: dict[str, Any],
                       device: str) -> ResumeState:
-    """Restore ``checkpoint.pt`` into ``model`` and ``opts`` if it exists and was written by this recipe."""
+    """Restore ``checkpoint.pt`` into ``model`` and ``opts``; nothing to restore gives a fresh state.
+
+    A checkpoint of another origin (recipe, aubench or plugin code, data) or one that no longer fits
+    the model is refused: continuing it would mix two experiments in one result.
+    """
     import torch
 
     path = Path(run_dir) / RESUME_FILE
     if not path.exists():
         return ResumeState()
+    ways_out = "pass --overwrite to train this cell from the start, or use another --runs-dir"
     state = torch.load(path, map_location=device, weights_only=False)
-    if state.get("config_hash") != config_hash:
-        return ResumeState()
-    model.load_state_dict(state["model"])
-    for o, s, sc in zip(opts, state["optimizers"], state["schedulers"]):
-        o["optimizer"].load_state_dict(s)
-        if sc is not None and o.get("scheduler"):
-            o["scheduler"].load_state_dict(sc)
+    theirs = state.get("origin") or {}
+    changed = [key for key in sorted(set(origin) | set(theirs)) if origin.get(key) != theirs.get(key)]
+    if changed:
+        shown = "; ".join(f"{k}: {theirs.get(k)!r} then, {origin.get(k)!r} now" for k in changed)
+        raise CheckpointError(f"{path} was written by another recipe, code or data ({shown}); {ways_out}")
+    try:
+        model.load_state_dict(state["model"])
+        for o, s, sc in zip(opts, state["optimizers"], state["schedulers"]):
+            o["optimizer"].load_state_dict(s)
+            if sc is not None and o.get("scheduler"):
+                o["scheduler"].load_state_dict(sc)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path} no longer fits the model ({str(exc).splitlines()[0]}); {ways_out}") from None
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
     random.setstate(state["py_rng"])

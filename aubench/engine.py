@@ -39,17 +39,7 @@ if TYPE_CHECKING:
     from aubench.registry import Registry
     from aubench.stats import TrainStats
 
-__all__ = ["run_cell", "select_device", "Runtime"]
-
-
-def select_device(requested: str = "auto") -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"engine.device={requested} but CUDA is not available; use engine.device=auto or cpu.")
-    return requested
+__all__ = ["run_cell", "Runtime", "fit", "predict", "evaluate"]
 
 
 @dataclass
@@ -73,7 +63,10 @@ class Runtime:
         torch.backends.cudnn.deterministic = True
         if engine.get("threads"):
             torch.set_num_threads(int(engine.threads))
-        device = select_device(str(engine.device))
+        requested = str(engine.device)
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"engine.device={requested} but CUDA is not available; use engine.device=auto or cpu.")
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if requested == "auto" else requested
         on_cuda = device.startswith("cuda")
         return cls(device, bool(engine.amp) and on_cuda, bool(engine.channels_last) and on_cuda)
 
@@ -251,7 +244,9 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
     steps_per_epoch = len(make_loader(sets.train, batch_size, shuffle=True, **loader_kw))
     opts = build_optimizers(model, cfg, steps_per_epoch, epochs)
     fwd = torch.compile(model) if cfg.engine.compile else model
-    state = load_resume_state(cell.run_dir, model, opts, cell.config_hash, rt.device) if resume else None
+    origin = {"config_hash": cell.config_hash, "versions": registry.versions_for(cfg),
+              "data": [sets.train.data.fingerprint, sets.test.data.fingerprint]}
+    state = load_resume_state(cell.run_dir, model, opts, origin, rt.device) if resume else None
     start = state.epoch if state else 0
     history = list(state.history or []) if state else []
     best = (state.best if state else None) or {"score": -1.0, "epoch": None, "state": None}
@@ -290,7 +285,7 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
                 best = {"score": logs["val_f1"], "epoch": epoch + 1,
                         "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         history.append(logs)
-        save_resume_state(cell.run_dir, model, opts, epoch + 1, cell.config_hash, history, best)
+        save_resume_state(cell.run_dir, model, opts, epoch + 1, origin, history, best)
         registry.hook.aubench_epoch_end(cell=cell, epoch=epoch + 1, logs=logs)
     bar.close()
     if best["state"] is not None:
@@ -358,8 +353,8 @@ def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, mode
         train_stats=stats.as_dict(),
         model_extras=model.record_extras() if hasattr(model, "record_extras") else {},
         history=fitted.history,
-        timings={"train_seconds": fitted.train_seconds, "eval_seconds": ev.seconds,
-                 "total_seconds": time.time() - t_start},
+        timings={"train_seconds": fitted.train_seconds, "eval_seconds": ev.seconds,  # this process's, when resumed
+                 "total_seconds": time.time() - t_start, "resumed_from_epoch": fitted.resumed_epochs},
         environment=environment(rt.device), config=OmegaConf.to_container(cfg, resolve=True), versions=versions)
 
 

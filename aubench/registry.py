@@ -49,6 +49,16 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
+def _source_hash(folder: Path) -> str:
+    """A hash of a package's code and configs (``*.py``, ``*.yaml``, ``*.json`` below ``folder``)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in (".py", ".yaml", ".json") and p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def _key(kind: str, spec: DatasetSpec | ModelSpec | LossSpec | MethodSpec | ProtocolSpec) -> str:
     """The name a spec is registered under: ``name@version`` for protocols, ``name`` otherwise."""
     return spec.id if kind == "protocol" else spec.name
@@ -227,14 +237,23 @@ class Registry:
         return self._versions.get(name, "?")
 
     def versions_for(self, config: Any) -> dict[str, str]:
-        """aubench's version and the version of each plugin providing a recipe's model and losses."""
+        """Provenance of a recipe's code: aubench's and each plugin's (model and losses) version with a hash
+        of its source files, ``"0.1.0 src 1a2b3c4d5e"``; the git commit of aubench's checkout is in records'
+        environment."""
+        import sys
+
         from omegaconf import OmegaConf
 
         from aubench import __version__
 
         losses = config.loss if OmegaConf.is_list(config.loss) else [config.loss]
         owners = {self.owner("model", config.model.name)} | {self.owner("loss", item.name) for item in losses}
-        return {"aubench": __version__, **{o: self.plugin_version(o) for o in sorted(owners)}}
+        plugins = {o: getattr(self.pm.get_plugin(o), "__name__", "") for o in owners}
+        out = {"aubench": f"{__version__} src {_source_hash(Path(__file__).parent)}"}
+        for owner, module in sorted(plugins.items()):
+            path = getattr(sys.modules.get(module), "__file__", None)
+            out[owner] = self.plugin_version(owner) + (f" src {_source_hash(Path(path).parent)}" if path else "")
+        return out
 
     def plugins(self) -> list[PluginInfo]:
         infos = []

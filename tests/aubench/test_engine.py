@@ -78,10 +78,53 @@ def test_interrupted_cell_resumes_to_the_same_result(reg, tmp_path):
     reg.pm.unregister(name="ctrl-c")
     assert (cell.run_dir / "checkpoint.pt").exists() and not cell.record_path.exists()
     resumed = run_cell(cell, reg, progress=False)
-    assert len(resumed.history) == 2
+    assert len(resumed.history) == 2 and resumed.timings["resumed_from_epoch"] == 1
     a = np.load(straight.run_dir / "predictions.npz")["probs"]
     b = np.load(cell.run_dir / "predictions.npz")["probs"]
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def interrupted(reg, runs):
+    """A cell stopped (Ctrl-C) after its first epoch of two, its checkpoint kept."""
+    cell = one_cell(reg, runs, overrides=["epochs=2"])
+
+    class CtrlC:
+        @hookimpl
+        def aubench_epoch_end(self, epoch):
+            raise KeyboardInterrupt
+
+    reg.register(CtrlC(), "ctrl-c")
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(cell, reg, progress=False)
+    reg.pm.unregister(name="ctrl-c")
+    return cell
+
+
+def test_a_checkpoint_of_other_code_is_not_resumed(reg, runs, monkeypatch):
+    from aubench import CheckpointError
+
+    cell = interrupted(reg, runs)
+    monkeypatch.setattr(reg, "versions_for", lambda config: {"aubench": "0.1.0 src changed"})
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt was written by another recipe, code or data "
+                                              r"\(versions: .* then, \{'aubench': '0.1.0 src changed'\} now\); "
+                                              r"pass --overwrite"):
+        run_cell(cell, reg, progress=False)
+    assert run_cell(cell, reg, progress=False, overwrite=True).timings["resumed_from_epoch"] == 0
+
+
+def test_a_checkpoint_that_no_longer_fits_the_model_says_so(reg, runs):
+    import torch
+
+    from aubench import CheckpointError
+
+    cell = interrupted(reg, runs)
+    path = cell.run_dir / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    key = next(iter(state["model"]))
+    state["model"][key] = torch.zeros(3, 3, 3)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="checkpoint.pt no longer fits the model .*pass --overwrite"):
+        run_cell(cell, reg, progress=False)
 
 
 def test_non_finite_loss_fails_that_cell_and_the_sweep_goes_on(reg, runs):
