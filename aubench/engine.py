@@ -25,6 +25,7 @@ from aubench.checkpoints import (
     save_resume_state,
     save_weights,
 )
+from aubench.contract import FirstBatchCheck
 from aubench.data.device import to_device
 from aubench.errors import ConfigError, DatasetError, NonFiniteLossError, ResultExistsError
 from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord
@@ -108,7 +109,6 @@ def _frame_sets(data: CellData, inputs: tuple[str, ...], threshold: int) -> Fram
 
     def frames(ds: Any, rows: np.ndarray, y: np.ndarray, m: np.ndarray) -> FrameBatches:
         return FrameBatches(ds, rows, y[rows], m[rows], inputs)
-
     return FrameSets(frames(data.train_ds, data.train_rows, y_tr, m_tr), frames(data.test_ds, data.test_rows, y_te, m_te),
                      frames(data.train_ds, data.val_rows, y_tr, m_tr) if len(data.val_rows) else None)
 
@@ -124,10 +124,8 @@ def _train_stats(cell: Cell, sets: FrameSets, aus: tuple[int, ...]) -> TrainStat
 
 
 def _check_input_kind(model: torch.nn.Module, cell: Cell, data: CellData) -> None:
-    """Vector datasets (``batch["x"]``) need a model that reads vectors (``model.vector_input``), and vice versa.
-
-    The message quotes the protocol's description, where a plugin says how its protocol is run.
-    """
+    """Vector datasets (``batch["x"]``) need a model that reads vectors (``model.vector_input``), and vice
+    versa; the message quotes the protocol's description, where a plugin says how its protocol is run."""
     for ds in {id(d): d for d in (data.train_ds, data.test_ds)}.values():
         vector_data = ds.features is not None
         if vector_data != bool(getattr(model, "vector_input", False)):
@@ -199,16 +197,21 @@ class FitResult:
 
 
 def _step(model: Any, losses: list[tuple[str, float, Any]], b: dict[str, Any], stats: TrainStats, rt: Runtime,
-          opts: list[dict[str, Any]], epoch: int, step: int) -> dict[str, float]:
-    """One optimisation step; returns the loss terms (floats)."""
+          opts: list[dict[str, Any]], epoch: int, step: int, check: FirstBatchCheck | None) -> dict[str, float]:
+    """One optimisation step; returns the loss terms (floats). ``check``: the first batch's contract checks."""
     import torch
 
     with rt.autocast():
         outputs = model(b)
+    if check is not None:
+        check.outputs(outputs, len(b["labels"]))
     outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
     total, terms = 0.0, {}
     for name, weight, loss_fn in losses:
-        value, sub = loss_fn(outputs, b, stats)
+        result = loss_fn(outputs, b, stats)
+        if check is not None:
+            check.loss(name, result)
+        value, sub = result
         total = total + weight * value
         terms[name] = float(value.detach())
         terms.update({f"{name}/{k}": float(v) for k, v in sub.items()})
@@ -244,6 +247,7 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
     steps_per_epoch = len(make_loader(sets.train, batch_size, shuffle=True, **loader_kw))
     opts = build_optimizers(model, cfg, steps_per_epoch, epochs)
     fwd = torch.compile(model) if cfg.engine.compile else model
+    check = FirstBatchCheck(cell, registry, len(stats.au_set))
     origin = {"config_hash": cell.config_hash, "versions": registry.versions_for(cfg),
               "data": [sets.train.data.fingerprint, sets.test.data.fingerprint]}
     state = load_resume_state(cell.run_dir, model, opts, origin, rt.device) if resume else None
@@ -265,7 +269,8 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
             b = to_device(batch, rt.device, rt.channels_last, cfg, gen)
             if "train" in sets.caches:
                 b["features"] = sets.caches["train"][batch["pos"]].to(rt.device)
-            for k, v in _step(fwd, losses, b, stats, rt, opts, epoch, step).items():
+            first = check if epoch == start and step == 0 else None
+            for k, v in _step(fwd, losses, b, stats, rt, opts, epoch, step, first).items():
                 sums[k] = sums.get(k, 0.0) + v
             n_img, n_steps = n_img + len(b["labels"]), n_steps + 1
             bar.update(1)

@@ -5,7 +5,8 @@ to handle all of them; the CLI prints the message without a traceback. The tree:
 
     AubenchError                  anything aubench raises on purpose
     ├── PluginError               a plugin failed to load or registered something invalid
-    │   └── DuplicateNameError    two plugins registered one name
+    │   ├── DuplicateNameError    two plugins registered one name
+    │   └── ContractError         a model or loss broke its contract on a cell's first batch
     ├── UnknownNameError          a name no plugin registered (also a KeyError)
     ├── ConfigError               a recipe, override or option that cannot be resolved
     │   └── CheckpointError       weights whose metadata do not fit the cell that loads them
@@ -29,6 +30,7 @@ __all__ = [
     "NonFiniteLossError",
     "ResultExistsError",
     "CheckpointError",
+    "ContractError",
     "RecordError",
     "did_you_mean",
 ]
@@ -58,6 +60,10 @@ class UnknownNameError(AubenchError, KeyError):
 
     def __str__(self) -> str:  # KeyError would add quotes around the message
         return self.args[0]
+
+
+class ContractError(PluginError):
+    """A model's outputs or a loss's result do not follow the contract (checked on the first batch)."""
 
 
 class DuplicateNameError(PluginError):

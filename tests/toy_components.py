@@ -62,12 +62,43 @@ class NaNLoss:
         return outputs["logits"].sum() * float("nan"), {"bce": 0.7}
 
 
+class LateNaNLoss:
+    """Finite on the first batch, NaN afterwards (a training run that diverges)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, outputs, batch, stats):
+        self.calls += 1
+        return outputs["logits"].mean() * (1.0 if self.calls == 1 else float("nan")), {"bce": 0.7}
+
+
+class BareLoss:
+    """Returns a tensor instead of (tensor, terms)."""
+
+    def __call__(self, outputs, batch, stats):
+        return outputs["logits"].mean()
+
+
+class ShapeToy(nn.Module):
+    """Logits of the wrong shape: [B, K, 1] (``extra_dim``) or a single column."""
+
+    def __init__(self, au_set, stats=None, extra_dim=True):
+        super().__init__()
+        self.extra_dim = extra_dim
+        self.head = nn.Linear(3, len(au_set) if extra_dim else 1)
+
+    def forward(self, batch):
+        logits = self.head(batch["image"].mean((2, 3)))
+        return {"logits": logits[..., None] if self.extra_dim else logits}
+
+
 class ToyComponents:
     @hookimpl
     def aubench_register_models(self):
         return [ModelSpec("frozen_toy", FrozenToy), ModelSpec("warmup_toy", WarmupToy),
-                ModelSpec("inputs_toy", InputsToy, inputs=("landmarks", "parsing"))]
+                ModelSpec("inputs_toy", InputsToy, inputs=("landmarks", "parsing")), ModelSpec("shape_toy", ShapeToy)]
 
     @hookimpl
     def aubench_register_losses(self):
-        return [LossSpec("nan_loss", NaNLoss)]
+        return [LossSpec("nan_loss", NaNLoss), LossSpec("late_nan_loss", LateNaNLoss), LossSpec("bare_loss", BareLoss)]

@@ -128,17 +128,34 @@ def test_a_checkpoint_that_no_longer_fits_the_model_says_so(reg, runs):
 
 
 def test_non_finite_loss_fails_that_cell_and_the_sweep_goes_on(reg, runs):
-    bad = one_cell(reg, runs, overrides=["loss={name:nan_loss}"])
+    bad = one_cell(reg, runs, overrides=["loss={name:late_nan_loss}"])
     good = one_cell(reg, runs, fold="2")
     lines = []
     outcomes = run_cells([bad, good], reg, progress=False, echo=lines.append)
     assert [o.status for o in outcomes] == ["failed", "done"]
     failure = json.loads((bad.run_dir / "failed.json").read_text())
-    assert "NonFiniteLossError" in failure["error"] and "epoch 1, step 0" in failure["error"]
+    assert "NonFiniteLossError" in failure["error"] and "epoch 1, step 1" in failure["error"]
     assert "bce=0.7" in failure["error"]
     assert not bad.record_path.exists()
     assert lines[0].startswith("FAIL") and lines[1].startswith("done")
 
+
+@pytest.mark.parametrize("overrides,message", [
+    (["model={name:shape_toy}"], r"model 'shape_toy' \(plugin 'toys'\): logits has shape \[16, 12, 1\], expected "
+                                 r"\[16, 12\]"),
+    (["model={name:shape_toy,extra_dim:false}"], r"logits has shape \[16, 1\], expected \[16, 12\]"),
+    (["loss={name:bare_loss}"], r"loss 'bare_loss' \(plugin 'toys'\): must return \(scalar tensor, dict of float "
+                                r"terms\), got Tensor"),
+    (["loss={name:nan_loss}"], r"loss 'nan_loss' \(plugin 'toys'\): returned nan on the first batch, before any "
+                               r"optimiser step: the loss itself is at fault"),
+])
+def test_a_broken_contract_stops_the_cell_at_its_first_batch_naming_the_plugin(reg, runs, overrides, message):
+    from aubench import ContractError
+
+    cell = one_cell(reg, runs, overrides=["epochs=3", *overrides])
+    with pytest.raises(ContractError, match=message):
+        run_cell(cell, reg, progress=False)
+    assert not (cell.run_dir / "checkpoint.pt").exists()  # stopped before the first epoch ended
 
 def test_frozen_features_are_cached_once_without_augmentation(reg, runs):
     FrozenToy.backbone_calls = 0
