@@ -74,7 +74,9 @@ def aggregate(records: Iterable[ResultRecord], metrics: Mapping[str, str] | None
         if len(seeds) > 1:  # the spread a new seed would bring: std over seeds of the fold-averaged score
             per_seed = [mean_std([score(r, metric) for r in recs if r.seed == seed])[0] for seed in seeds]
             row["seed_std"] = mean_std(per_seed)[1]
-        if uncertainty:
+        if uncertainty and min(len(r.test_subjects) for r in recs) < 2:  # nothing to resample
+            row["replicates"], row["ci"] = None, None
+        elif uncertainty:
             try:
                 row["replicates"] = bootstrap.row_replicates(recs, metric)
             except RecordError as exc:
@@ -159,7 +161,10 @@ def _our_table(rows: list[dict[str, Any]], metric: str) -> list[str]:
                      *[f"{floor['per_au'][str(a)]:.1f}" for a in aus], "", ""])
     lines = [tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
     ties = len(rows) - len({r.get("rank") for r in rows})
-    if "rank" in rows[0]:
+    if "rank" in rows[0] and all(r.get("ci") is None for r in rows):
+        lines += ["Ranked by the mean: a fold with a single test subject leaves nothing to resample, so the "
+                  "spread over seeds is the only uncertainty shown.", ""]
+    elif "rank" in rows[0]:
         lines += [f"{ties} of {len(rows)} rows share a rank with a better-scoring row (their difference is inside "
                   "the paired 95 % bootstrap interval).", ""]
     details = [_details(r) for r in sorted(rows, key=lambda r: -r["mean"])]
