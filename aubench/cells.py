@@ -136,10 +136,9 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
     """Run cells; a failing cell is recorded (``failed.json``) and the sweep goes on.
 
     Finished cells (with a ``record.json``) are skipped unless ``overwrite``; a cell listed twice
-    (the same run folder) runs once. With ``jobs > 1`` the
-    cells run in that many worker processes (started fresh, so plugins come from entry points),
-    each with ``cores // jobs`` torch threads unless the recipe sets ``engine.threads``; outcomes
-    are returned in the order of ``cells``.
+    (the same run folder) runs once. With ``jobs > 1`` the cells run in that many worker processes
+    (started fresh, so plugins come from entry points), each with ``cores // jobs`` torch threads
+    unless the recipe sets ``engine.threads``. Outcomes are returned in the order of ``cells``.
     """
     from aubench.records import load_record
 

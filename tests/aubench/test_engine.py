@@ -61,11 +61,9 @@ def test_finished_cells_are_skipped_and_only_overwritten_on_request(reg, runs):
     assert cell.record_path.stat().st_mtime_ns != stamp
 
 
-def test_interrupted_cell_resumes_to_the_same_result(reg, tmp_path):
-    ov = ["epochs=2"]
-    straight = one_cell(reg, tmp_path / "a", overrides=ov)
-    run_cell(straight, reg, progress=False)
-    cell = one_cell(reg, tmp_path / "b", overrides=ov)
+def interrupted(reg, runs):
+    """A cell stopped (Ctrl-C) after its first epoch of two, its checkpoint kept."""
+    cell = one_cell(reg, runs, overrides=["epochs=2"])
 
     class CtrlC:  # the user presses Ctrl-C once the first epoch is finished
         @hookimpl
@@ -76,28 +74,19 @@ def test_interrupted_cell_resumes_to_the_same_result(reg, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_cell(cell, reg, progress=False)
     reg.pm.unregister(name="ctrl-c")
+    return cell
+
+
+def test_interrupted_cell_resumes_to_the_same_result(reg, tmp_path):
+    straight = one_cell(reg, tmp_path / "a", overrides=["epochs=2"])
+    run_cell(straight, reg, progress=False)
+    cell = interrupted(reg, tmp_path / "b")
     assert (cell.run_dir / "checkpoint.pt").exists() and not cell.record_path.exists()
     resumed = run_cell(cell, reg, progress=False)
     assert len(resumed.history) == 2 and resumed.timings["resumed_from_epoch"] == 1
     a = np.load(straight.run_dir / "predictions.npz")["probs"]
     b = np.load(cell.run_dir / "predictions.npz")["probs"]
     np.testing.assert_allclose(a, b, atol=1e-6)
-
-
-def interrupted(reg, runs):
-    """A cell stopped (Ctrl-C) after its first epoch of two, its checkpoint kept."""
-    cell = one_cell(reg, runs, overrides=["epochs=2"])
-
-    class CtrlC:
-        @hookimpl
-        def aubench_epoch_end(self, epoch):
-            raise KeyboardInterrupt
-
-    reg.register(CtrlC(), "ctrl-c")
-    with pytest.raises(KeyboardInterrupt):
-        run_cell(cell, reg, progress=False)
-    reg.pm.unregister(name="ctrl-c")
-    return cell
 
 
 def test_a_checkpoint_of_other_code_is_not_resumed(reg, runs, monkeypatch):
