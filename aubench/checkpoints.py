@@ -178,6 +178,8 @@ def cell_meta(cell: Cell, data: CellData, versions: dict[str, str]) -> Checkpoin
     """The metadata record of a cell's final weights."""
     from omegaconf import OmegaConf
 
+    from aubench.data.device import DEFAULT_MEAN, DEFAULT_STD
+
     inp = cell.config.get("input") or {}
     return CheckpointMeta(
         method=cell.method, preset=cell.preset, config_hash=cell.config_hash, protocol=cell.protocol.id,
@@ -185,7 +187,7 @@ def cell_meta(cell: Cell, data: CellData, versions: dict[str, str]) -> Checkpoin
         train_subjects=tuple(data.train_subjects), train_fingerprint=data.train_ds.fingerprint,
         au_set=tuple(data.train_aus), preprocessing_id=str(data.train_ds.meta.get("preprocessing_id")),
         input_size=int(inp["size"]) if inp.get("size") else None,
-        input_mean=tuple(inp.get("mean", (0.5, 0.5, 0.5))), input_std=tuple(inp.get("std", (0.5, 0.5, 0.5))),
+        input_mean=tuple(inp.get("mean", DEFAULT_MEAN)), input_std=tuple(inp.get("std", DEFAULT_STD)),
         threshold=0.5, versions=versions, config=OmegaConf.to_container(cell.config, resolve=True))
 
 

@@ -11,6 +11,7 @@ Environment variables:
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
@@ -49,8 +50,12 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
+@functools.cache
 def _source_hash(folder: Path) -> str:
-    """A hash of a package's code and configs (``*.py``, ``*.yaml``, ``*.json`` below ``folder``)."""
+    """A hash of a package's code and configs (``*.py``, ``*.yaml``, ``*.json`` below ``folder``).
+
+    Computed once per process: a running process keeps executing the code it imported, so a later
+    edit on disk must not change what its results claim."""
     import hashlib
 
     digest = hashlib.sha256()

@@ -7,7 +7,10 @@ if TYPE_CHECKING:
     import torch
     from omegaconf import DictConfig
 
-__all__ = ["to_device"]
+__all__ = ["to_device", "DEFAULT_MEAN", "DEFAULT_STD"]
+
+#: the input normalisation when a recipe's ``input`` does not set one (images scaled to [-1, 1])
+DEFAULT_MEAN = DEFAULT_STD = (0.5, 0.5, 0.5)
 
 
 def to_device(batch: dict[str, Any], device: str, channels_last: bool, cfg: DictConfig,
@@ -28,7 +31,7 @@ def to_device(batch: dict[str, Any], device: str, channels_last: bool, cfg: Dict
         out = augment_batch(out, cfg.augment, gen)
     inp = cfg.get("input") or {}
     stored = out["image"].shape[-1]
-    out["image"] = normalise(out["image"], inp.get("mean", (0.5, 0.5, 0.5)), inp.get("std", (0.5, 0.5, 0.5)),
+    out["image"] = normalise(out["image"], inp.get("mean", DEFAULT_MEAN), inp.get("std", DEFAULT_STD),
                              inp.get("size"))
     size = out["image"].shape[-1]
     if size != stored:
