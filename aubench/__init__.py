@@ -45,6 +45,7 @@ from aubench.protocols import (
 from aubench.registry import Registry, get_registry
 from aubench.scan import Issue, Scan
 from aubench.specs import (
+    CheckpointSpec,
     DatasetSpec,
     Fold,
     LossSpec,
@@ -105,6 +106,7 @@ __all__ = [
     "ProtocolSpec",
     "Fold",
     "ReferenceTable",
+    "CheckpointSpec",
     "load_reference_tables",
     "resolve_factory",
     "subject_hash",

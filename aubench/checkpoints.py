@@ -84,6 +84,10 @@ class CheckpointMeta:
         if missing:
             raise CheckpointError(f"{source} lacks checkpoint metadata {missing}; it was not written by aubench "
                                   "(or by an older version): retrain the cell, or load it with a matching aubench")
+        extra = sorted(set(meta) - {f.name for f in fields(cls)} - {"format"})
+        if extra:
+            raise CheckpointError(f"{source} has checkpoint metadata {extra} that this aubench does not know; it was "
+                                  "written by a newer aubench or altered: upgrade aubench, or retrain the cell")
         version = int(meta.get("schema_version", 1))
         if version != CHECKPOINT_SCHEMA_VERSION:
             raise CheckpointError(f"{source} has checkpoint schema {version}; this aubench reads "
@@ -250,14 +254,21 @@ def check_compatible(meta: CheckpointMeta, source: str, *, au_set: tuple[int, ..
 
 
 def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dict[str, Any]:
-    """Start ``model`` from ``init.checkpoint`` after :func:`check_compatible`; return what was loaded."""
+    """Start ``model`` from ``init.checkpoint`` after :func:`check_compatible`; return what was loaded.
+
+    The source is a cell folder or ``model.safetensors``, ``hf://org/name[@rev]/fold``, or a checkpoint
+    name a plugin registered (see :mod:`aubench.hub`); pickles are refused."""
     from safetensors.torch import load_file
 
+    from aubench.hub import resolve_checkpoints
+
     init = cell.config.init
-    path = Path(str(init.checkpoint)).expanduser()
-    path = path / WEIGHTS_FILE if path.is_dir() else path
-    meta = read_meta(path)
-    notes = check_compatible(meta, f"init.checkpoint {path}", au_set=data.train_aus,
+    ckpts = resolve_checkpoints(str(init.checkpoint))
+    if len(ckpts) != 1:
+        raise CheckpointError(f"init.checkpoint={init.checkpoint} holds {len(ckpts)} folds "
+                              f"({', '.join(c.path.name for c in ckpts)}); name one, e.g. {ckpts[0].source}")
+    path, meta = ckpts[0].path / WEIGHTS_FILE, ckpts[0].meta
+    notes = check_compatible(meta, f"init.checkpoint {ckpts[0].source}", au_set=data.train_aus,
                              preprocessing_id=str(data.train_ds.meta.get("preprocessing_id")),
                              test_dataset=data.test_ds.name, test_subjects=cell.fold.test_subjects,
                              strict=bool(init.strict), user=f"this cell ({cell.protocol.id} fold {cell.fold.name})")
@@ -265,9 +276,9 @@ def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dic
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if init.strict and len(usable) != len(own):
-        raise CheckpointError(f"init.checkpoint {path}: {len(own) - len(usable)} tensors missing or of another "
-                              "shape; set init.strict=false to load the matching ones")
+        raise CheckpointError(f"init.checkpoint {ckpts[0].source}: {len(own) - len(usable)} tensors missing or of "
+                              "another shape; set init.strict=false to load the matching ones")
     model.load_state_dict(usable, strict=False)
-    return {"path": str(path), "protocol": meta.protocol, "fold": meta.fold, "train_dataset": meta.train_dataset,
-            "test_subject_hash": meta.test_subject_hash, "loaded_tensors": len(usable),
-            "skipped_tensors": len(own) - len(usable), "notes": notes}
+    return {"path": str(path), "source": ckpts[0].source, "revision": ckpts[0].revision, "protocol": meta.protocol,
+            "fold": meta.fold, "train_dataset": meta.train_dataset, "test_subject_hash": meta.test_subject_hash,
+            "loaded_tensors": len(usable), "skipped_tensors": len(own) - len(usable), "notes": notes}

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main", "build_parser"]
 
-KINDS = ("plugins", "datasets", "models", "losses", "methods", "protocols", "references")
+KINDS = ("plugins", "datasets", "models", "losses", "methods", "protocols", "references", "checkpoints")
 
 
 def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentParser, Commands]:
@@ -28,6 +28,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
     import warnings
 
     from aubench.commands import Commands
+    from aubench.hub_cli import add_hub_commands
 
     p = argparse.ArgumentParser(prog="aubench", description="Benchmark harness for facial Action Unit detection.")
     p.add_argument("--version", action="version", version=f"aubench {__version__}")
@@ -102,6 +103,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
                        help="e.g. method=M1,M2 protocol=P fold=1,2,3 seed=0,1 (Hydra multirun syntax)")
 
     cli = Commands(sub, {"data check": chk, "data prepare": prep})
+    add_hub_commands(cli)
     cli.add_plot("reliability", "per-AU histograms of predictions by ground truth (thesis Fig. 4.4)", _reliability)
     if registry is not None:
         for impl in registry.pm.hook.aubench_register_commands.get_hookimpls():
@@ -194,6 +196,8 @@ def cmd_list(args: argparse.Namespace, cli: Commands) -> int:
                              f"AUs {','.join(map(str, spec.eval_aus))}{'; default' if spec.default else ''}")
                 elif singular == "method":
                     extra = "default" if spec.default else ""
+                elif singular == "checkpoint":
+                    extra = f"hf://{spec.repo_id}@{spec.revision or 'main'}/{spec.fold}; {spec.protocol}"
                 elif singular == "model" and spec.inputs:
                     extra = "needs " + ", ".join(spec.inputs)
                 rows.append([key, reg.owners[singular][key], extra, spec.description])

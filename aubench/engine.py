@@ -164,7 +164,8 @@ def predict(model: torch.nn.Module, frames: FrameBatches, rt: Runtime, cfg: Dict
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
-def _cache_features(model: torch.nn.Module, sets: FrameSets, rt: Runtime, cfg: DictConfig) -> None:
+def _cache_features(model: torch.nn.Module, sets: FrameSets, rt: Runtime, cfg: DictConfig,
+                    keys: tuple[str, ...] = ("train", "test", "val")) -> None:
     """Frozen-backbone features, computed once per frame set, when the model can and the recipe allows it.
 
     ``engine.cache_features``: ``true``, ``false``, or ``auto`` (cache when the recipe has no
@@ -176,9 +177,8 @@ def _cache_features(model: torch.nn.Module, sets: FrameSets, rt: Runtime, cfg: D
     if not hasattr(model, "extract_frozen") or not (mode is True or (mode == "auto" and not cfg.get("augment"))):
         return
     model.eval()
-    for key in ("train", "test", "val"):
-        frames = getattr(sets, key)
-        if frames is None:
+    for key in keys:
+        if (frames := getattr(sets, key)) is None:
             continue
         with torch.inference_mode(), rt.autocast():
             chunks = [model.extract_frozen(b).to(torch.float16).cpu() for b in _batches(frames, rt, cfg, None)]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from aubench.commands import Commands
     from aubench.records import ResultRecord
     from aubench.specs import (
+        CheckpointSpec,
         DatasetSpec,
         LossSpec,
         MethodSpec,
@@ -93,6 +94,15 @@ def aubench_register_references() -> list[ReferenceTable]:
     """Return published result tables to show beside aubench's results on the leaderboard.
 
     :return: a list of :class:`aubench.specs.ReferenceTable`.
+    """
+
+
+@hookspec
+def aubench_register_checkpoints() -> list[CheckpointSpec]:
+    """Return released checkpoints on the Hugging Face Hub, usable by name.
+
+    :return: a list of :class:`aubench.specs.CheckpointSpec`; names must be unique. ``aubench list
+        checkpoints`` shows them; ``--checkpoint NAME`` and ``init.checkpoint=NAME`` fetch them.
     """
 
 

@@ -73,8 +73,11 @@ class ResultRecord:
 
     @property
     def variant(self) -> str:
-        """The recipe variant as the leaderboard names it: the preset and any overrides."""
-        return self.preset + (f" + {' '.join(self.overrides)}" if self.overrides else "")
+        """The recipe variant as the leaderboard names it: the preset and any overrides, and for a checkpoint
+        evaluated without training (``aubench evaluate``), where its weights came from."""
+        init = self.init_checkpoint or {}
+        return (self.preset + (f" + {' '.join(self.overrides)}" if self.overrides else "")
+                + (f" @ {init.get('origin') or init.get('source')}" if init.get("evaluated") else ""))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -25,7 +25,7 @@ import pluggy
 
 from aubench import hookspecs
 from aubench.errors import DuplicateNameError, PluginError, UnknownNameError, did_you_mean
-from aubench.specs import DatasetSpec, LossSpec, MethodSpec, ModelSpec, ProtocolSpec, ReferenceTable
+from aubench.specs import CheckpointSpec, DatasetSpec, LossSpec, MethodSpec, ModelSpec, ProtocolSpec, ReferenceTable
 
 __all__ = ["Registry", "PluginInfo", "get_registry", "reset_registry", "ENTRY_POINT_GROUP"]
 
@@ -37,6 +37,7 @@ _KINDS: dict[str, tuple[str, type]] = {
     "loss": ("aubench_register_losses", LossSpec),
     "method": ("aubench_register_methods", MethodSpec),
     "protocol": ("aubench_register_protocols", ProtocolSpec),
+    "checkpoint": ("aubench_register_checkpoints", CheckpointSpec),
 }
 
 
@@ -203,6 +204,11 @@ class Registry:
                         f"plugin {owner!r}: protocol {key!r} uses dataset {ds!r}, which no plugin registers."
                         + did_you_mean(ds, self.specs["dataset"])
                     )
+        for key, ckpt in self.specs["checkpoint"].items():
+            if ckpt.protocol.split("@")[0] not in {p.split("@")[0] for p in self.specs["protocol"]}:
+                raise PluginError(f"plugin {self.owners['checkpoint'][key]!r}: checkpoint {key!r} names protocol "
+                                  f"{ckpt.protocol!r}, which no plugin registers."
+                                  + did_you_mean(ckpt.protocol, self.specs["protocol"]))
         for name, method in self.specs["method"].items():
             if self.method_config_path(method) is None:
                 raise PluginError(

@@ -24,6 +24,7 @@ __all__ = [
     "Fold",
     "ProtocolSpec",
     "ReferenceTable",
+    "CheckpointSpec",
     "resolve_factory",
     "subject_hash",
     "load_reference_tables",
@@ -221,6 +222,23 @@ class ReferenceTable:
     note: str = ""
     metric: str = "f1"
     file: str = ""  # where it was loaded from, for messages (set by load_reference_tables)
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """A released checkpoint a plugin names: ``aubench evaluate --checkpoint NAME`` and
+    ``init.checkpoint=NAME`` fetch ``hf://repo_id@revision/fold`` (see :mod:`aubench.hub`).
+
+    ``name`` is dotted by convention (``fantrans.bp4d-fold1``); pin ``revision`` to a commit so the
+    name always means the same weights.
+    """
+
+    name: str
+    repo_id: str
+    fold: str
+    protocol: str
+    revision: str | None = None
+    description: str = ""
 
 
 def load_reference_tables(folder: str | Path) -> list[ReferenceTable]:
