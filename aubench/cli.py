@@ -16,7 +16,7 @@ from aubench.errors import AubenchError, ConfigError, UnknownNameError
 if TYPE_CHECKING:
     from aubench.commands import Commands
     from aubench.registry import Registry
-    from aubench.specs import DatasetSpec, ProtocolSpec
+    from aubench.specs import ProtocolSpec
 
 __all__ = ["main", "build_parser"]
 
@@ -28,6 +28,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
     import warnings
 
     from aubench.commands import Commands
+    from aubench.data_cli import add_data_commands
     from aubench.hub_cli import add_hub_commands
 
     p = argparse.ArgumentParser(prog="aubench", description="Benchmark harness for facial Action Unit detection.")
@@ -78,19 +79,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
 
     sub.add_parser("doctor", help="print what a bug report needs: versions, device, plugins, datasets")
 
-    data = sub.add_parser("data", help="dataset tools")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    gen = dsub.add_parser("generate", help="generate a synthetic dataset (cached; regenerated when it changes)")
-    gen.add_argument("dataset")
-    gen.add_argument("--force", action="store_true", help="regenerate even if the cached copy is current")
-    dsub.add_parser("where", help="print where prepared datasets are stored")
-    chk = dsub.add_parser("check", help="scan a raw copy of a real dataset and report what was found and every problem")
-    chk.add_argument("dataset")
-    chk.add_argument("raw_root", type=Path)
-    prep = dsub.add_parser("prepare", help="prepare a real dataset from a raw copy (resumable)")
-    prep.add_argument("dataset")
-    prep.add_argument("raw_root", type=Path)
-    prep.add_argument("--force", action="store_true", help="replace an existing prepared copy")
+    chk, prep = add_data_commands(sub)
 
     plot = sub.add_parser("plot", help="draw a finished cell (PNG next to its run folder)")
     plot.add_argument("kind", metavar="KIND")
@@ -153,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "run"):
             return args.run(args)
         return {"list": cmd_list, "show": cmd_show, "run": cmd_run, "leaderboard": cmd_leaderboard,
-                "doctor": cmd_doctor, "data": cmd_data, "sweep": cmd_sweep, "plot": cmd_plot}[args.command](args, cli)
+                "doctor": cmd_doctor, "data": _cmd_data, "sweep": cmd_sweep, "plot": cmd_plot}[args.command](args, cli)
     except AubenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -180,6 +169,8 @@ def cmd_list(args: argparse.Namespace, cli: Commands) -> int:
             print(tabulate(rows, headers=["plugin", "version", "module", "hooks"], tablefmt="simple"))
             for name, msg in reg.load_errors.items():
                 print(f"  BROKEN {name}: {msg}")
+            for problem in (f"  WARNING {p.name}: {w}" for p in reg.plugins() for w in p.problems):
+                print(problem)
         elif kind == "references":
             rows = [[t.protocol, t.source, len(t.rows), owner] for owner, t in reg.references]
             print(tabulate(rows, headers=["protocol", "source", "rows", "plugin"], tablefmt="simple"))
@@ -328,7 +319,7 @@ def cmd_leaderboard(args: argparse.Namespace, cli: Commands) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- doctor / data / sweep
+# --------------------------------------------------------------------------- doctor / plot / sweep
 
 
 def cmd_doctor(args: argparse.Namespace, cli: Commands) -> int:
@@ -338,49 +329,10 @@ def cmd_doctor(args: argparse.Namespace, cli: Commands) -> int:
     return 0
 
 
-def cmd_data(args: argparse.Namespace, cli: Commands) -> int:
-    from aubench.data.prepared import dataset_dir, ensure_prepared
-    from aubench.registry import get_registry
+def _cmd_data(args: argparse.Namespace, cli: Commands) -> int:
+    from aubench.data_cli import cmd_data
 
-    if args.data_command == "where":
-        print(dataset_dir("<name>").parent)
-        return 0
-    spec = get_registry().get("dataset", args.dataset)
-    if args.data_command in ("check", "prepare"):
-        return _data_real(args, spec, cli)
-    if not spec.synthetic:
-        raise ConfigError(f"{args.dataset} is a real dataset; it is prepared from a licensed copy, not generated")
-    ds = ensure_prepared(spec, force=args.force)
-    print(f"{ds.root}: {len(ds)} frames, {len(ds.subjects)} subjects, fingerprint {ds.fingerprint}")
-    return 0
-
-
-def _data_real(args: argparse.Namespace, spec: DatasetSpec, cli: Commands) -> int:
-    from aubench.data.prepared import PreparedDataset, dataset_dir
-    from aubench.errors import ResultExistsError
-    from aubench.specs import resolve_factory
-
-    if spec.synthetic:
-        raise ConfigError(f"{spec.name} is synthetic; use `aubench data generate {spec.name}`")
-    if not args.raw_root.exists():
-        raise ConfigError(f"raw root {args.raw_root} does not exist; point at your copy of {spec.name}")
-    options = cli.keyword_arguments(f"data {args.data_command}", spec.name, args)
-    if args.data_command == "check":
-        if spec.check is None:
-            raise ConfigError(f"dataset {spec.name} has no checker")
-        scan = resolve_factory(spec.check)(raw_root=args.raw_root, **options)
-        print(f"{spec.name} at {args.raw_root}")
-        print(scan.report())
-        return 1 if scan.errors else 0
-    out = dataset_dir(spec.name)
-    if (out / "meta.json").exists() and not args.force:
-        raise ResultExistsError(f"{out} is already prepared; pass --force to prepare it again")
-    resolve_factory(spec.prepare)(out_dir=out, raw_root=args.raw_root, progress=True, **options)
-    ds = PreparedDataset(out)
-    print(f"{out}: {len(ds)} frames, {len(ds.subjects)} subjects, preprocessing {ds.meta['preprocessing_id']}, "
-          f"detection failed on {100 * ds.meta['detection_failed_fraction']:.2f}% of frames, "
-          f"{ds.meta.get('frames_without_image', 0)} coded frames without image")
-    return 0
+    return cmd_data(args, cli)
 
 
 def cmd_plot(args: argparse.Namespace, cli: Commands) -> int:

@@ -20,6 +20,18 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
+def _imports_torch(module: str) -> bool:
+    """Whether importing a plugin module (in a fresh interpreter) imports torch."""
+    import subprocess
+
+    code = f"import importlib, sys; importlib.import_module({module!r}); print('torch' in sys.modules)"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.stdout.strip().endswith("True")
+
+
 def report() -> str:
     from aubench.data.prepared import aubench_home, dataset_dir
     from aubench.registry import get_registry
@@ -47,6 +59,10 @@ def report() -> str:
         reg = get_registry()
         for p in reg.plugins():
             lines.append(f"  {p.name} {p.version} ({p.module}): {', '.join(p.hooks)}")
+            lines += [f"  WARNING {p.name}: {problem}" for problem in p.problems]
+            if p.name in reg._entry_points and _imports_torch(p.module):
+                lines.append(f"  SLOW {p.name}: importing {p.module} imports torch, which adds seconds to every "
+                             "aubench command; import torch inside the functions that need it")
         for name, msg in reg.load_errors.items():
             lines.append(f"  BROKEN {name}: {msg}")
         lines += ["", "datasets (prepared copies)"]

@@ -41,7 +41,11 @@ class AubenchError(Exception):
 
 
 class PluginError(AubenchError):
-    """A plugin failed to load or registered something invalid."""
+    """A plugin failed to load or registered something invalid; ``plugin`` names it when one is to blame."""
+
+    def __init__(self, message: str, plugin: str | None = None):
+        super().__init__(message)
+        self.plugin = plugin
 
 
 class UnknownNameError(AubenchError, KeyError):

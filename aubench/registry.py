@@ -49,6 +49,7 @@ class PluginInfo:
     version: str
     module: str
     hooks: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # e.g. a hook-named function without @hookimpl
 
 
 @functools.cache
@@ -70,6 +71,18 @@ def _key(kind: str, spec: DatasetSpec | ModelSpec | LossSpec | MethodSpec | Prot
     return spec.id if kind == "protocol" else spec.name
 
 
+def _unmarked_hooks(plugin: Any) -> list[str]:
+    """Functions of a plugin named like hooks that pluggy will never call (no ``@hookimpl``)."""
+    specs = [n for n in dir(hookspecs) if n.startswith("aubench_")]
+    out = []
+    for attr in sorted(a for a in dir(plugin) if a.startswith("aubench_")):
+        if callable(getattr(plugin, attr)) and not hasattr(getattr(plugin, attr), f"{hookspecs.PROJECT}_impl"):
+            hint = "" if attr in specs else did_you_mean(attr, specs)
+            out.append(f"{attr} is never called: it is not decorated with @hookimpl (from aubench import hookimpl)"
+                       + hint)
+    return out
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -81,6 +94,7 @@ class Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.load_errors: dict[str, str] = {}
+        self._entry_points: set[str] = set()
         self._versions: dict[str, str] = {}
         self.tracing = _env_flag("AUBENCH_TRACE_PLUGINS")
         if self.tracing:
@@ -95,11 +109,19 @@ class Registry:
             self._load_entry_points()
         for name, plugin in extra_plugins:
             self.register(plugin, name)
-        self.specs: dict[str, dict[str, Any]] = {kind: {} for kind in _KINDS}
-        self.owners: dict[str, dict[str, str]] = {kind: {} for kind in _KINDS}
-        self.references: list[tuple[str, ReferenceTable]] = []
-        self.search_paths: list[Path] = [Path(__file__).parent / "conf"]
-        self._collect()
+        while True:
+            self.specs: dict[str, dict[str, Any]] = {kind: {} for kind in _KINDS}
+            self.owners: dict[str, dict[str, str]] = {kind: {} for kind in _KINDS}
+            self.references: list[tuple[str, ReferenceTable]] = []
+            self.search_paths: list[Path] = [Path(__file__).parent / "conf"]
+            try:
+                self._collect()
+                break
+            except PluginError as exc:  # an installed plugin that registers something invalid is set aside
+                if exc.plugin not in self._entry_points:
+                    raise
+                self._set_aside(exc.plugin, f"{exc} The other plugins are loaded; fix it, or skip it with "
+                                            "AUBENCH_PLUGINS=<names to keep>.")
 
     # ------------------------------------------------------------------ loading
     def _load_entry_points(self) -> None:
@@ -122,7 +144,20 @@ class Registry:
                 self.load_errors[ep.name] = msg
                 warnings.warn(msg, stacklevel=2)
                 continue
-            self.register(plugin, ep.name, version=ep.dist.version if ep.dist else "?")
+            try:
+                self.register(plugin, ep.name, version=ep.dist.version if ep.dist else "?")
+            except PluginError as exc:
+                self.load_errors[ep.name] = f"{exc} The other plugins are loaded."
+                warnings.warn(self.load_errors[ep.name], stacklevel=2)
+                continue
+            self._entry_points.add(ep.name)
+
+    def _set_aside(self, name: str, message: str) -> None:
+        """Unregister a broken entry-point plugin, keeping why for ``aubench list`` and ``doctor``."""
+        self.pm.unregister(name=name)
+        self._entry_points.discard(name)
+        self.load_errors[name] = message
+        warnings.warn(message, stacklevel=3)
 
     def register(self, plugin: Any, name: str, version: str | None = None) -> None:
         try:
@@ -130,10 +165,12 @@ class Registry:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             self.pm.unregister(name=name)
+            unknown = [h for h in dir(plugin) if h.startswith("aubench_") and not hasattr(hookspecs, h)]
             raise PluginError(
                 f"plugin {name!r} has an invalid hook implementation: {exc}. "
-                "Compare its signature with aubench.hookspecs."
-            ) from exc
+                + "".join(f"{h}:{did_you_mean(h, [n for n in dir(hookspecs) if n.startswith('aubench_')])} "
+                          for h in unknown)
+                + "Compare its names and arguments with aubench.hookspecs.", plugin=name) from exc
         self._versions[name] = version or getattr(plugin, "__version__", "local")
 
     # ------------------------------------------------------------------ collection
@@ -145,14 +182,16 @@ class Registry:
             try:
                 result = impl.function()
             except Exception as exc:
-                raise PluginError(f"plugin {owner!r} raised in {hook_name}: {type(exc).__name__}: {exc}") from exc
+                raise PluginError(f"plugin {owner!r} raised in {hook_name}: {type(exc).__name__}: {exc}",
+                                  plugin=owner) from exc
             if self.tracing:
                 count = len(result) if isinstance(result, (list, tuple)) else result
                 sys.stderr.write(f"[aubench trace] {hook_name}() by {owner!r} -> {count}\n")
             if result is None:
                 continue
             if not isinstance(result, (list, tuple)):
-                raise PluginError(f"plugin {owner!r}: {hook_name} must return a list, got {type(result).__name__}")
+                raise PluginError(f"plugin {owner!r}: {hook_name} must return a list, got {type(result).__name__}",
+                                  plugin=owner)
             out.extend((owner, item) for item in result)
         return out
 
@@ -161,24 +200,25 @@ class Registry:
             for owner, spec in self._call_each(hook_name):
                 if not isinstance(spec, spec_type):
                     raise PluginError(
-                        f"plugin {owner!r}: {hook_name} returned {type(spec).__name__}, expected {spec_type.__name__}"
-                    )
+                        f"plugin {owner!r}: {hook_name} returned {type(spec).__name__}, expected {spec_type.__name__}",
+                        plugin=owner)
                 key = _key(kind, spec)
                 if key in self.specs[kind]:
                     raise DuplicateNameError(
                         f"{kind} {key!r} is registered by both plugin {self.owners[kind][key]!r} and plugin "
-                        f"{owner!r}. Rename one of them, or load only one with AUBENCH_PLUGINS."
-                    )
+                        f"{owner!r}. Rename one of them, or load only one with AUBENCH_PLUGINS.", plugin=owner)
                 self.specs[kind][key] = spec
                 self.owners[kind][key] = owner
         for owner, path in self._call_each("aubench_config_search_paths"):
             path = Path(path)
             if not path.is_dir():
-                raise PluginError(f"plugin {owner!r}: config search path {str(path)!r} is not a directory")
+                raise PluginError(f"plugin {owner!r}: config search path {str(path)!r} is not a directory",
+                                  plugin=owner)
             self.search_paths.append(path)
         for owner, table in self._call_each("aubench_register_references"):
             if not isinstance(table, ReferenceTable):
-                raise PluginError(f"plugin {owner!r}: aubench_register_references returned {type(table).__name__}")
+                raise PluginError(f"plugin {owner!r}: aubench_register_references returned {type(table).__name__}",
+                                  plugin=owner)
             self.references.append((owner, table))
         self._validate()
 
@@ -189,34 +229,34 @@ class Registry:
                 ("reference table", owner, t) for owner, t in self.references]:
             if spec.metric not in METRICS:
                 raise PluginError(f"plugin {owner!r}: {kind} {getattr(spec, 'id', None) or spec.source!r} has metric "
-                                  f"{spec.metric!r}; use one of {sorted(METRICS)}")
+                                  f"{spec.metric!r}; use one of {sorted(METRICS)}", plugin=owner)
         for key, ds in self.specs["dataset"].items():
             if ds.synthetic and ds.fingerprint is None:
                 raise PluginError(
                     f"plugin {self.owners['dataset'][key]!r}: synthetic dataset {key!r} declares no fingerprint; "
                     "give DatasetSpec(fingerprint='pkg.module:function') returning a hash of the generator's "
-                    "parameters and source, so cached data are regenerated when the generator changes.")
+                    "parameters and source, so cached data are regenerated when the generator changes.",
+                    plugin=self.owners["dataset"][key])
         for key, proto in self.specs["protocol"].items():
             for ds in {proto.train_dataset, proto.test_dataset}:
                 if ds not in self.specs["dataset"]:
                     owner = self.owners["protocol"][key]
                     raise PluginError(
                         f"plugin {owner!r}: protocol {key!r} uses dataset {ds!r}, which no plugin registers."
-                        + did_you_mean(ds, self.specs["dataset"])
-                    )
+                        + did_you_mean(ds, self.specs["dataset"]), plugin=owner)
         for key, ckpt in self.specs["checkpoint"].items():
             if ckpt.protocol.split("@")[0] not in {p.split("@")[0] for p in self.specs["protocol"]}:
                 raise PluginError(f"plugin {self.owners['checkpoint'][key]!r}: checkpoint {key!r} names protocol "
                                   f"{ckpt.protocol!r}, which no plugin registers."
-                                  + did_you_mean(ckpt.protocol, self.specs["protocol"]))
+                                  + did_you_mean(ckpt.protocol, self.specs["protocol"]),
+                                  plugin=self.owners["checkpoint"][key])
         for name, method in self.specs["method"].items():
             if self.method_config_path(method) is None:
                 raise PluginError(
                     f"plugin {self.owners['method'][name]!r}: method {name!r} has no config "
                     f"'method/{method.config_name}.yaml' in any config search path "
                     f"({', '.join(str(p) for p in self.search_paths)}). Return its conf directory "
-                    "from aubench_config_search_paths."
-                )
+                    "from aubench_config_search_paths.", plugin=self.owners["method"][name])
 
     # ------------------------------------------------------------------ lookup
     def method_config_path(self, method: MethodSpec) -> Path | None:
@@ -274,7 +314,8 @@ class Registry:
             hooks = sorted(
                 h.name for h in self.pm.get_hookcallers(plugin) or [] if h.name.startswith("aubench_")
             )
-            infos.append(PluginInfo(name, self._versions.get(name, "?"), getattr(plugin, "__name__", repr(plugin)), hooks))
+            infos.append(PluginInfo(name, self._versions.get(name, "?"), getattr(plugin, "__name__", repr(plugin)), hooks,
+                                    _unmarked_hooks(plugin)))
         return sorted(infos, key=lambda p: p.name)
 
     @property

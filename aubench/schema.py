@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aubench.build import CELL_CONTEXT, OPTIMIZERS, SCHEDULERS
-from aubench.errors import ConfigError, did_you_mean
+from aubench.errors import ConfigError, PluginError, did_you_mean
 from aubench.specs import resolve_factory
 
 if TYPE_CHECKING:
@@ -60,11 +60,19 @@ def _check_value(source: str, key: str, value: Any, rule: Any) -> None:
         raise ConfigError(f"{source}: {key}={value!r} must be {names}")
 
 
-def _parameters(factory: Any, skip: tuple[str, ...]) -> set[str] | None:
-    """The keyword parameters of a factory (None when it takes ``**kwargs``: anything goes)."""
-    params = inspect.signature(resolve_factory(factory)).parameters.values()
+def _parameters(factory: Any, skip: tuple[str, ...], what: str, needs: tuple[str, ...] = ()) -> set[str] | None:
+    """The keyword parameters of a factory (None when it takes ``**kwargs``: anything goes); a factory
+    that cannot be imported, or lacks a parameter the harness passes (``needs``), is refused naming ``what``."""
+    try:
+        params = inspect.signature(resolve_factory(factory)).parameters.values()
+    except PluginError as exc:
+        raise PluginError(f"{what}: {exc}") from None
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
+    missing = [n for n in needs if n not in {p.name for p in params}]
+    if missing:
+        raise PluginError(f"{what}: its factory {factory!r} takes no {missing}; a model factory is called as "
+                          "factory(au_set=..., stats=..., **recipe parameters) (see aubench.ModelSpec)")
     return {p.name for p in params if p.name not in skip and p.kind is not p.VAR_POSITIONAL}
 
 
@@ -74,7 +82,8 @@ def _check_component(source: str, section: str, node: Mapping[str, Any], kind: s
         raise ConfigError(f"{source}: {section} needs a name (see `aubench list {kind}s`)")
     spec = registry.get(kind, str(node["name"]))
     skip = ("self", "au_set", "stats", *CELL_CONTEXT) if kind == "model" else ("self",)
-    valid = _parameters(spec.factory, skip)
+    valid = _parameters(spec.factory, skip, f"{kind} {spec.name!r} of plugin {registry.owner(kind, spec.name)!r}",
+                        ("au_set", "stats") if kind == "model" else ())
     if valid is None:
         return
     for key in node:

@@ -107,6 +107,9 @@ class ModelSpec:
         JSON-able facts saved in the record's ``model_extras`` (e.g. MONET's soft order).
     ``vector_input = True``
         the model reads ``batch["x"]`` (vector datasets) instead of ``batch["image"]``.
+    ``stochastic_inference = True``
+        eval-mode predictions are Monte-Carlo draws (e.g. MONET's roll-outs); they must restart from a
+        seed whenever the model enters eval mode, so a reloaded checkpoint predicts the same.
 
     ``context`` lists facts of the cell the factory is given as keyword arguments: ``seed`` (the
     cell's seed), ``fold`` (the fold name) and ``run_dir`` (the cell folder).

@@ -1,14 +1,25 @@
 """A conformance suite for plugins: registering a component enrols it here.
 
-Use it from a plugin's own tests::
+Use it from a plugin's own tests, with one import::
 
-    from aubench.testing import check_method, check_model, check_loss
-    check_model("little-cnn")            # default parameters
-    check_method("example-little-cnn")   # the smoke preset: model + loss(es) together
+    import pytest
+    from aubench.testing import conformance_cases
+
+    @pytest.mark.parametrize("case", conformance_cases("my-plugin"), ids=str)
+    def test_conformance(case):
+        case.run()
+
+or call the checks one by one: :func:`check_model`, :func:`check_loss`, :func:`check_method`,
+:func:`check_dataset`, :func:`check_protocol`. A failing check raises :class:`ConformanceError`
+naming the component, its plugin, the check and what to do.
 """
 from __future__ import annotations
 
-import io
+import inspect
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,9 +27,19 @@ import numpy as np
 if TYPE_CHECKING:
     from aubench.registry import Registry
 
-__all__ = ["AUS", "toy_batch", "toy_stats", "check_model", "check_loss", "check_method"]
+__all__ = ["AUS", "ConformanceError", "Case", "toy_batch", "toy_stats", "check_model", "check_loss", "check_method",
+           "check_dataset", "check_protocol", "conformance_cases", "check_plugin"]
 
 AUS = (1, 2, 4, 6, 12)
+KINDS = ("model", "loss", "method", "dataset", "protocol")
+
+
+class ConformanceError(AssertionError):
+    """A component broke the plugin contract: ``kind``, ``name``, ``plugin``, ``check`` say which and where."""
+
+    def __init__(self, kind: str, name: str, plugin: str, check: str, detail: str, fix: str):
+        super().__init__(f"{kind} {name!r} (plugin {plugin!r}) fails the check '{check}': {detail}. {fix}")
+        self.kind, self.name, self.plugin, self.check = kind, name, plugin, check
 
 
 def toy_batch(n: int = 4, aus: tuple[int, ...] = AUS, size: int = 64, seed: int = 0) -> dict[str, Any]:
@@ -48,79 +69,371 @@ def _registry(registry: Registry | None) -> Registry:
     return registry or get_registry()
 
 
-def check_model(name: str, registry: Registry | None = None, size: int = 64, **params: Any) -> Any:
-    """Build model ``name``; check output shape/order, backward, and a save/load round trip."""
+class _Checker:
+    """Raises :class:`ConformanceError` for one component."""
+
+    def __init__(self, kind: str, name: str, registry: Registry):
+        self.kind, self.name, self.plugin = kind, name, registry.owner(kind, name)
+
+    def require(self, ok: Any, check: str, detail: str, fix: str) -> None:
+        if not ok:
+            raise ConformanceError(self.kind, self.name, self.plugin, check, detail, fix)
+
+    def call(self, check: str, fn: Callable[[], Any], fix: str) -> Any:
+        try:
+            return fn()
+        except ConformanceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the component is reported as its own
+            raise ConformanceError(self.kind, self.name, self.plugin, check, f"{type(exc).__name__}: {exc}", fix) from exc
+
+
+def _smoke_recipe(reg: Registry, kind: str, name: str) -> tuple[dict[str, Any], int]:
+    """The parameters a method's smoke recipe gives this model (or loss), and its input size."""
+    from omegaconf import OmegaConf
+
+    from aubench.config import compose
+
+    for method in reg.names("method"):
+        cfg = compose(method, ["preset=smoke"], registry=reg)
+        items = cfg.loss if kind == "loss" and OmegaConf.is_list(cfg.loss) else [cfg[kind]]
+        for item in items:
+            if item.name == name:
+                params = {k: v for k, v in OmegaConf.to_container(item, resolve=True).items()
+                          if k not in ("name", "weight")}
+                return params, int(OmegaConf.select(cfg, "input.size") or 64)
+    return {}, 64
+
+
+def _model_output(out: Any, c: _Checker, n: int) -> tuple[str, Any]:
+    import torch
+
+    c.require(isinstance(out, dict) and ("logits" in out or "probs" in out), "outputs",
+              f"forward returned {type(out).__name__}" + (f" with keys {sorted(out)}" if isinstance(out, dict) else ""),
+              "return a dict with 'logits' (or 'probs') of shape [batch, len(au_set)]")
+    key = "logits" if "logits" in out else "probs"
+    value = out[key]
+    c.require(isinstance(value, torch.Tensor) and tuple(value.shape) == (n, len(AUS)), "output shape",
+              f"{key} has shape {tuple(getattr(value, 'shape', ()))}, expected ({n}, {len(AUS)})",
+              "return one column per AU of au_set, in that order (squeeze extra dimensions)")
+    c.require(value.is_floating_point() and bool(torch.isfinite(value).all()), "finite float output",
+              f"{key} is {value.dtype} with {int((~torch.isfinite(value.float())).sum())} non-finite values",
+              "return finite floating-point scores")
+    if key == "probs":
+        c.require(bool(((value >= 0) & (value <= 1)).all()), "probabilities in [0, 1]", "probs outside [0, 1]",
+                  "return logits, or probabilities in [0, 1]")
+    return key, value
+
+
+def check_model(name: str, registry: Registry | None = None, size: int | None = None, **params: Any) -> Any:
+    """Build model ``name`` (with ``params``, default: a smoke recipe's) and check its contract: a dict
+    with ``logits``/``probs`` ``[B, K]`` finite floats, gradients through that output, rows independent
+    of the batch, a save/load round trip that keeps outputs, and an AU set of any order and size."""
+    import io
+
     import torch
 
     from aubench.specs import resolve_factory
 
-    spec = _registry(registry).get("model", name)
-    factory = resolve_factory(spec.factory)
-    torch.manual_seed(0)
-    model = factory(au_set=AUS, stats=toy_stats(AUS), **params)
+    reg = _registry(registry)
+    c = _Checker("model", name, reg)
+    spec = reg.get("model", name)
+    if not params:
+        params, recipe_size = _smoke_recipe(reg, "model", name)
+        size = size or recipe_size
+    size = size or 64
+    context = {"seed": 0, "fold": "1", "run_dir": Path(tempfile.gettempdir())}
+    given = {k: context[k] for k in spec.context}
+    factory = c.call("import", lambda: resolve_factory(spec.factory), "fix the factory string of its ModelSpec")
+
+    def build(aus: tuple[int, ...] = AUS, seed: int = 0) -> Any:
+        torch.manual_seed(seed)
+        return c.call("build", lambda: factory(au_set=aus, stats=toy_stats(aus), **given, **params),
+                      "the factory is called as factory(au_set=..., stats=..., **recipe parameters)")
+
+    model = build()
+    if getattr(model, "vector_input", False):
+        return model  # reads batch["x"]: checked through its method's cells
     batch = toy_batch(size=size)
     model.train()
-    out = model(batch)
-    assert isinstance(out, dict) and ("logits" in out or "probs" in out), f"{name}: forward must return a dict with logits"
-    key = "logits" if "logits" in out else "probs"
-    assert tuple(out[key].shape) == (4, len(AUS)), f"{name}: {key} shape {tuple(out[key].shape)} != (4, {len(AUS)})"
-    if "logits" in out:
-        out["logits"].float().sum().backward()
-        grads = [p.grad for p in model.parameters() if p.requires_grad]
-        assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), f"{name}: no gradient reached it"
+    key, value = _model_output(c.call("forward", lambda: model(batch), "forward(batch) must accept the "
+                                      "engine's batch dict (image, labels, mask, landmarks, parsing)"), c, 4)
+    value.float().sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    c.require(grads and any(g is not None and g.abs().sum() > 0 for g in grads), f"gradient through {key}",
+              "no trainable parameter received a gradient", f"compute {key} from trainable parameters (no detach)")
     model.eval()
     with torch.no_grad():
+        key, ref = _model_output(model(batch), c, 4)  # eval mode may return another output (probs)
+        sub = {k: v[:2] for k, v in batch.items()}
+        c.require(getattr(model, "stochastic_inference", False) or torch.allclose(
+                  model.eval()(sub)[key], ref[:2], rtol=1e-4, atol=1e-4), "rows independent of the batch",
+                  "a frame's eval-mode output changed with the other frames of its batch",
+                  "do not mix frames in eval mode (batch statistics, cross-frame attention)")
+        model.eval()  # a stochastic model restarts its seeded inference draws here
         ref = model(batch)[key]
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)
         buf.seek(0)
-        torch.manual_seed(1)
-        clone = factory(au_set=AUS, stats=toy_stats(AUS), **params)
+        clone = build(seed=1)
         clone.load_state_dict(torch.load(buf, weights_only=True))
         clone.eval()
-        torch.testing.assert_close(clone(batch)[key], ref, msg=f"{name}: save/load round trip changed outputs")
-        # AU order: outputs for a sub-batch equal the matching rows of the full batch
-        sub = {k: v[:2] for k, v in batch.items()}
-        torch.testing.assert_close(model(sub)[key], ref[:2], rtol=1e-4, atol=1e-4)
+        c.require(torch.allclose(clone(batch)[key], ref, rtol=1e-5, atol=1e-5), "save/load round trip",
+                  "a model rebuilt from its state_dict predicts differently",
+                  "keep every learned or random quantity in parameters or buffers")
+        other = (12, 6, 4, 2, 1, 17)  # another order and size
+        torch.manual_seed(0)
+        shape = tuple(factory(au_set=other, stats=toy_stats(other), **given, **params).eval()(batch)[key].shape)
+        c.require(shape == (4, len(other)), "any AU set", f"au_set={other} gave {key} of shape {shape}",
+                  "size the head by len(au_set); never assume a dataset's AUs")
     return model
 
 
-def check_loss(name: str, registry: Registry | None = None, outputs: dict[str, Any] | None = None, **params: Any) -> float:
-    """Call loss ``name`` on a toy batch: finite scalar with gradients, and masked labels change nothing."""
+def check_loss(name: str, registry: Registry | None = None, outputs: dict[str, Any] | None = None,
+               **params: Any) -> float:
+    """Call loss ``name`` on a toy batch (``outputs``: the model outputs it reads, default ``logits``):
+    ``(finite scalar, dict of floats)``, gradients, masked labels change nothing, a fully masked AU gets
+    no gradient, and saturated ±30 logits stay finite."""
     import torch
 
     from aubench.specs import resolve_factory
 
-    loss = resolve_factory(_registry(registry).get("loss", name).factory)(**params)
-    batch = toy_batch()
+    reg = _registry(registry)
+    c = _Checker("loss", name, reg)
+    if not params:
+        params = _smoke_recipe(reg, "loss", name)[0]
+    loss = c.call("build", lambda: resolve_factory(reg.get("loss", name).factory)(**params),
+                  "the factory is called with the recipe's loss parameters")
+    batch, stats = toy_batch(), toy_stats(AUS)
+    outputs = dict(outputs or {})
+
+    def run(logits: Any, b: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        got = c.call("call", lambda: loss({**outputs, "logits": logits}, b, stats),
+                     "loss(outputs, batch, stats) reads outputs['logits'] (pass outputs=... for other keys)")
+        c.require(isinstance(got, tuple) and len(got) == 2, "returns (value, terms)", f"returned {type(got).__name__}",
+                  "return (scalar tensor, dict of floats), e.g. `return value, {'bce': float(value.detach())}`")
+        value, terms = got
+        c.require(isinstance(value, torch.Tensor) and value.ndim == 0 and value.is_floating_point(), "scalar value",
+                  f"value is {type(value).__name__} {tuple(getattr(value, 'shape', ()))}", "reduce to a 0-d float tensor")
+        c.require(isinstance(terms, dict) and all(isinstance(v, (float, int)) for v in terms.values()), "float terms",
+                  f"terms are {terms!r:.80}", "log detached Python floats: float(term.detach())")
+        return value, terms
+
     logits = torch.randn(4, len(AUS), requires_grad=True)
-    outs = outputs or {"logits": logits}
-    value, terms = loss(outs, batch, toy_stats(AUS))
-    assert value.ndim == 0 and torch.isfinite(value), f"{name}: loss must be a finite scalar"
-    assert isinstance(terms, dict)
+    value, _ = run(logits, batch)
+    c.require(bool(torch.isfinite(value)), "finite value", f"value {float(value.detach())}", "keep the loss finite")
     value.backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0, f"{name}: no gradient w.r.t. logits"
+    c.require(logits.grad is not None and logits.grad.abs().sum() > 0, "gradient", "no gradient reached the logits",
+              "compute the loss from outputs['logits'] without detaching")
     flipped = dict(batch, labels=torch.where(batch["mask"], batch["labels"], 1 - batch["labels"]))
-    again, _ = loss({"logits": logits.detach()}, flipped, toy_stats(AUS))
-    torch.testing.assert_close(again, value.detach(), msg=f"{name}: masked labels changed the loss")
+    again, _ = run(logits.detach(), flipped)
+    c.require(torch.allclose(again, value.detach()), "masked labels ignored",
+              "changing labels where mask is False changed the loss", "weight every term by batch['mask']")
+    hole = dict(batch, mask=batch["mask"].clone())
+    hole["mask"][:, 0] = False
+    logits = torch.randn(4, len(AUS), requires_grad=True)
+    value, _ = run(logits, hole)
+    value.backward()
+    c.require(bool(torch.isfinite(value)) and float(logits.grad[:, 0].abs().sum()) == 0, "fully masked AU",
+              "an AU with no labelled frame in the batch got a gradient or made the loss non-finite",
+              "average per AU over valid entries only, and guard divisions by zero")
+    saturated = (30.0 * (1 - 2 * batch["labels"])).requires_grad_(True)  # confidently wrong everywhere
+    value, _ = run(saturated, batch)
+    value.backward()
+    c.require(bool(torch.isfinite(value)) and bool(torch.isfinite(saturated.grad).all()), "saturated logits",
+              f"logits of ±30 gave value {float(value.detach())}", "use log-sigmoid / BCE-with-logits forms, not log(sigmoid(x))")
     return float(value.detach())
 
 
-def check_method(name: str, registry: Registry | None = None, preset: str = "smoke") -> None:
-    """Compose the method's ``preset`` recipe, build its model and losses, run one training step."""
+def check_method(name: str, registry: Registry | None = None, preset: str = "smoke", protocol: str | None = None,
+                 runs_dir: Path | None = None) -> None:
+    """The method's ``preset`` recipe builds and one optimiser step changes its weights; its ``paper`` preset
+    composes with valid losses. With ``protocol``, one cell runs (first fold, one epoch), its checkpoint is
+    evaluated again to the same F1, and evaluating it on the protocol with its AUs reversed is refused."""
     import torch
     from omegaconf import OmegaConf
 
-    from aubench.build import build_losses, build_model
+    from aubench.build import build_losses, build_model, build_optimizer
     from aubench.config import compose
 
     reg = _registry(registry)
-    cfg = compose(name, [f"preset={preset}"], registry=reg)
-    model = build_model(cfg, reg, AUS, toy_stats(AUS))
-    size = (OmegaConf.select(cfg, "input.size") or 64)
-    batch = toy_batch(size=size)
-    model.train()
-    outputs = model(batch)
-    total = sum(w * fn(outputs, batch, toy_stats(AUS))[0] for _, w, fn in build_losses(cfg, reg))
-    assert torch.isfinite(total), f"{name}: non-finite loss on a toy batch"
-    total.backward()
+    c = _Checker("method", name, reg)
+    cfg = c.call(f"{preset} recipe", lambda: compose(name, [f"preset={preset}"], registry=reg), "fix the recipe")
+    c.call("paper recipe", lambda: build_losses(compose(name, ["preset=paper"], registry=reg), reg),
+           "every method has a paper preset with valid losses")
+    model = c.call("build", lambda: build_model(cfg, reg, AUS, toy_stats(AUS), {"seed": 0, "fold": "1",
+                                                                              "run_dir": Path(tempfile.gettempdir())}),
+                   "fix the recipe's model section")
+    if not getattr(model, "vector_input", False):
+        batch = toy_batch(size=int(OmegaConf.select(cfg, "input.size") or 64))
+        model.train()
+        before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+        opt = build_optimizer([p for p in model.parameters() if p.requires_grad], OmegaConf.to_container(cfg.optim))
+        outputs = model(batch)
+        total = sum(w * fn(outputs, batch, toy_stats(AUS))[0] for _, w, fn in build_losses(cfg, reg))
+        c.require(bool(torch.isfinite(total)), "finite loss on a toy batch", f"loss {float(total.detach())}",
+                  "check the loss and the model's initialisation")
+        total.backward()
+        opt.step()
+        after = [p.detach() for p in model.parameters() if p.requires_grad]
+        c.require(any(not torch.equal(a, b) for a, b in zip(before, after)), "one step trains",
+                  "no weight changed after an optimiser step", "make the trained parameters require gradients")
+    if protocol is not None:
+        _check_cell(c, reg, name, preset, protocol, runs_dir)
+
+
+def _check_cell(c: _Checker, reg: Registry, name: str, preset: str, protocol: str, runs_dir: Path | None) -> None:
+    from dataclasses import replace
+
+    from aubench.cells import plan_cells
+    from aubench.engine import run_cell
+    from aubench.errors import CheckpointError
+    from aubench.evaluation import evaluate_checkpoint
+    from aubench.hub import HubCheckpoint
+
+    proto = reg.get("protocol", protocol)
+    runs = Path(runs_dir or tempfile.mkdtemp(prefix="aubench-conformance-"))
+    cell = plan_cells(reg, name, proto.id, folds=[proto.folds[0].name], overrides=[f"preset={preset}", "epochs=1"],
+                      runs_dir=runs)[0]
+    record = c.call("runs a cell", lambda: run_cell(cell, reg, overwrite=True, progress=False), "see the error")
+    again = c.call("checkpoint round trip", lambda: evaluate_checkpoint(
+        HubCheckpoint(cell.run_dir, str(cell.run_dir)), reg, proto.id, cell.fold.name, runs / "again",
+        overwrite=True, progress=False), "the saved weights must rebuild the model")
+    c.require(abs(again.f1_avg - record.f1_avg) < 1e-6, "checkpoint round trip",
+              f"F1 {record.f1_avg:.4f} when trained, {again.f1_avg:.4f} from the saved weights",
+              "keep every learned or random quantity in parameters or buffers")
+    reversed_aus = tuple(reversed(proto.train_aus or proto.eval_aus))
+    permuted = replace(proto, name=f"{proto.name}-reversed", eval_aus=tuple(reversed(proto.eval_aus)),
+                       train_aus=reversed_aus if proto.train_aus else None)
+    reg.specs["protocol"][permuted.id], reg.owners["protocol"][permuted.id] = permuted, c.plugin
+    try:
+        evaluate_checkpoint(HubCheckpoint(cell.run_dir, str(cell.run_dir)), reg, permuted.id, cell.fold.name,
+                            runs / "reversed", overwrite=True, progress=False)
+        refused = False
+    except CheckpointError:
+        refused = True
+    finally:
+        del reg.specs["protocol"][permuted.id], reg.owners["protocol"][permuted.id]
+    c.require(refused, "AU order checked", "its weights were accepted for the same AUs in reversed order",
+              "save the weights with aubench's checkpoint metadata (the engine does; do not bypass it)")
+
+
+def check_dataset(name: str, registry: Registry | None = None, prepare_params: dict[str, Any] | None = None,
+                  out_dir: Path | None = None) -> Any:
+    """The dataset's spec is coherent and, for synthetic datasets, its fingerprint is stable and follows its
+    parameters. With ``prepare_params`` (for a synthetic dataset: small generator parameters; for a real
+    one: where its raw copy is), a small instance is prepared into ``out_dir`` and checked: AU set, label
+    codes, subjects, and the recorded content hash. Returns the prepared dataset, if any."""
+    from aubench.data.prepared import PreparedDataset
+    from aubench.specs import resolve_factory
+
+    reg = _registry(registry)
+    c = _Checker("dataset", name, reg)
+    spec = reg.get("dataset", name)
+    c.require(spec.au_set and len(set(spec.au_set)) == len(spec.au_set) and all(isinstance(a, int) for a in spec.au_set),
+              "AU set", f"au_set={spec.au_set}", "list each AU number once")
+    c.require(spec.label_kind in ("occurrence", "intensity"), "label kind", f"label_kind={spec.label_kind!r}",
+              "use 'occurrence' (0/1/unknown) or 'intensity' (0-5)")
+    c.require(len(set(spec.subjects or ())) == len(spec.subjects or ()), "subjects", "a subject is listed twice",
+              "list each subject once")
+    prepare = c.call("prepare", lambda: resolve_factory(spec.prepare), "fix the prepare string of its DatasetSpec")
+    sig = inspect.signature(prepare).parameters
+    c.require(("out_dir" in sig and "progress" in sig) or any(p.kind is p.VAR_KEYWORD for p in sig.values()),
+              "prepare signature", f"prepare{inspect.signature(prepare)}",
+              "define prepare(out_dir, progress=True, **params)")
+    if spec.synthetic:
+        fp = c.call("fingerprint", lambda: resolve_factory(spec.fingerprint), "fix the fingerprint string")
+        first, second = fp(spec.name, dict(spec.params)), fp(spec.name, dict(spec.params))
+        c.require(isinstance(first, str) and first == second, "fingerprint stable", f"{first!r} then {second!r}",
+                  "hash only the generator's parameters and source")
+        if prepare_params:
+            c.require(fp(spec.name, {**spec.params, **prepare_params}) != first, "fingerprint follows parameters",
+                      f"parameters {prepare_params} kept fingerprint {first}", "hash every generator parameter")
+    if prepare_params is None:
+        return None
+    out = Path(out_dir or tempfile.mkdtemp(prefix="aubench-conformance-")) / spec.name
+    params = {**dict(spec.params), **prepare_params} if spec.synthetic else dict(prepare_params)
+    c.call("prepares", lambda: prepare(out_dir=out, progress=False, **params), "see the error")
+    ds = c.call("loads", lambda: PreparedDataset(out), "write the folder with aubench.PreparedWriter")
+    c.require(tuple(ds.au_set) == tuple(spec.au_set), "prepared AU set", f"{ds.au_set} vs the spec's {spec.au_set}",
+              "write the spec's AUs")
+    codes = set(np.unique(ds.codes).tolist())
+    allowed = set(range(6)) if spec.label_kind == "intensity" else {0, 1}
+    unknown = {int(ds.meta.get("unknown_code"))} if ds.meta.get("unknown_code") is not None else set()
+    c.require(codes <= allowed | unknown | {-1}, "label codes", f"codes {sorted(codes - allowed - unknown)} found",
+              f"store {sorted(allowed)} and the unknown code {sorted(unknown)}")
+    c.require(not spec.subjects or set(ds.subjects) <= set(spec.subjects), "prepared subjects",
+              f"{sorted(set(ds.subjects) - set(spec.subjects or ()))[:5]} are not in the spec's subjects",
+              "name subjects as the spec does")
+    c.call("content hash", ds.verify, "prepare it again")
+    return ds
+
+
+def check_protocol(name: str, registry: Registry | None = None) -> None:
+    """Folds are named once and test disjoint subjects; a within-dataset fold never trains on its test
+    subjects; the evaluated AUs exist in both datasets; listed subjects exist in their dataset's spec."""
+    from aubench.leaderboard import METRICS
+
+    reg = _registry(registry)
+    proto = reg.get("protocol", name)
+    c = _Checker("protocol", proto.id, reg)
+    c.require(proto.metric in METRICS, "metric", f"metric={proto.metric!r}", f"use one of {sorted(METRICS)}")
+    train, test = reg.get("dataset", proto.train_dataset), reg.get("dataset", proto.test_dataset)
+    names = [f.name for f in proto.folds]
+    c.require(names and len(set(names)) == len(names), "fold names", f"folds {names}", "name each fold once")
+    seen: dict[str, str] = {}
+    for fold in proto.folds:
+        c.require(fold.test_subjects, "test subjects", f"fold {fold.name} tests no subject", "list its test subjects")
+        again = sorted(s for s in fold.test_subjects if s in seen)
+        c.require(not again, "folds disjoint", f"{again} are tested in fold {seen.get(again[0]) if again else ''} and "
+                  f"fold {fold.name}", "test each subject in one fold")
+        seen.update((s, fold.name) for s in fold.test_subjects)
+        if not proto.cross_dataset and fold.train_subjects is not None:
+            leak = sorted(set(fold.train_subjects) & set(fold.test_subjects))
+            c.require(not leak, "subject-exclusive", f"fold {fold.name} trains and tests on {leak}",
+                      "remove the test subjects from its training list")
+        for subjects, ds in ((fold.test_subjects, test), (fold.train_subjects or (), train)):
+            missing = sorted(set(subjects) - set(ds.subjects)) if ds.subjects else []
+            c.require(not missing, "subjects exist", f"fold {fold.name} names {missing[:5]}, not subjects of {ds.name}",
+                      "use the dataset's subject names")
+    for aus, ds, what in ((proto.eval_aus, test, "evaluated"), (proto.eval_aus, train, "evaluated"),
+                          (proto.train_aus or (), train, "trained")):
+        missing = [a for a in aus if a not in ds.au_set]
+        c.require(not missing, "AUs exist", f"{what} AUs {missing} are not AUs of {ds.name}",
+                  "evaluate only AUs both datasets label")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One conformance check of one component (``str`` gives ``kind:name``, for pytest ids)."""
+
+    kind: str
+    name: str
+    registry: Registry | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    def run(self) -> Any:
+        return {"model": check_model, "loss": check_loss, "method": check_method, "dataset": check_dataset,
+                "protocol": check_protocol}[self.kind](self.name, self.registry)
+
+
+def conformance_cases(plugin: str | None = None, registry: Registry | None = None,
+                      kinds: Iterable[str] = KINDS) -> list[Case]:
+    """A :class:`Case` per component ``plugin`` registered (every plugin's when ``None``)."""
+    reg = _registry(registry)
+    return [Case(kind, key, registry) for kind in kinds for key in sorted(reg.specs[kind])
+            if plugin is None or reg.owners[kind][key] == plugin]
+
+
+def check_plugin(plugin: str, registry: Registry | None = None, kinds: Iterable[str] = KINDS) -> int:
+    """Run every conformance case of ``plugin``; return how many ran (at least one, or the plugin is unknown)."""
+    cases = conformance_cases(plugin, registry, kinds)
+    if not cases:
+        from aubench.errors import UnknownNameError
+
+        raise UnknownNameError("plugin", plugin, [p.name for p in _registry(registry).plugins()])
+    for case in cases:
+        case.run()
+    return len(cases)

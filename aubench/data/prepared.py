@@ -56,6 +56,25 @@ def _hash_file(path: Path, h: Any) -> None:
             h.update(chunk)
 
 
+ARRAYS = ("frames.npy", "features.npy", "landmarks.npy", "parsing.npy")
+
+
+def _content_facts(root: Path) -> dict[str, Any]:
+    """What ``meta.json`` records of the content: a hash of everything, of ``index.csv`` alone (checked at
+    every load), and each array's shape and dtype (checked at every load, from the headers)."""
+    h = hashlib.sha256()
+    for fname in ("index.csv", *ARRAYS):
+        if (root / fname).exists():
+            _hash_file(root / fname, h)
+    index_hash = hashlib.sha256((root / "index.csv").read_bytes()).hexdigest()[:16]
+    arrays = {}
+    for fname in ARRAYS:
+        if (root / fname).exists():
+            arr = np.load(root / fname, mmap_mode="r")
+            arrays[fname] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
+    return {"content_hash": h.hexdigest()[:16], "index_hash": index_hash, "arrays": arrays}
+
+
 class PreparedWriter:
     """Writes a prepared dataset atomically: arrays go to ``<out>.partial`` until :meth:`finish`."""
 
@@ -100,12 +119,8 @@ class PreparedWriter:
                 arr.flush()
         del self.frames, self.features, self.landmarks, self.parsing
         index.to_csv(self.tmp / "index.csv", index=False)
-        h = hashlib.sha256()
-        for fname in ("index.csv", "frames.npy", "features.npy", "landmarks.npy", "parsing.npy"):
-            if (self.tmp / fname).exists():
-                _hash_file(self.tmp / fname, h)
         self.meta.update(meta)
-        self.meta["content_hash"] = h.hexdigest()[:16]
+        self.meta.update(_content_facts(self.tmp))
         self.meta.setdefault("fingerprint", self.meta["content_hash"])
         self.meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.meta["complete"] = True
@@ -161,7 +176,37 @@ class PreparedDataset:
                     f"{self.root / label} has {arr.shape[0]} rows but index.csv has {n}; the dataset is corrupt. "
                     "Delete it and prepare it again."
                 )
+        self._check_recorded_content()
         self.codes = self.index[[f"AU{a}" for a in self.au_set]].to_numpy(np.int16)
+
+    def _check_recorded_content(self) -> None:
+        """``index.csv`` and the arrays' shapes must be what ``meta.json`` recorded when the dataset was
+        prepared: an edited label file must not train under the old fingerprint."""
+        again = "Prepare it again (or restore the file); `aubench data verify` checks every byte."
+        if "index_hash" in self.meta:
+            actual = hashlib.sha256((self.root / "index.csv").read_bytes()).hexdigest()[:16]
+            if actual != self.meta["index_hash"]:
+                raise DatasetError(f"{self.root / 'index.csv'} changed after the dataset was prepared (hash {actual}, "
+                                   f"meta.json says {self.meta['index_hash']}); its labels no longer match the "
+                                   f"fingerprint {self.meta.get('fingerprint')}. {again}")
+        for fname, facts in (self.meta.get("arrays") or {}).items():
+            arr = {"frames.npy": self.frames, "features.npy": self.features, "landmarks.npy": self.landmarks,
+                   "parsing.npy": self.parsing}.get(fname)
+            if arr is None or list(arr.shape) != facts["shape"] or str(arr.dtype) != facts["dtype"]:
+                found = "missing" if arr is None else f"{list(arr.shape)} {arr.dtype}"
+                raise DatasetError(f"{self.root / fname} is {found}, meta.json says {facts['shape']} {facts['dtype']}. "
+                                   + again)
+
+    def verify(self) -> list[str]:
+        """Hash every file against ``meta.json`` (``aubench data verify``); return what was checked."""
+        facts = _content_facts(self.root)
+        if facts["content_hash"] != self.meta.get("content_hash"):
+            raise DatasetError(f"{self.root}: the content hash is {facts['content_hash']}, meta.json says "
+                               f"{self.meta.get('content_hash')}; a file changed after preparation. Prepare it again.")
+        checked = [f"content hash {facts['content_hash']} over index.csv and {', '.join(facts['arrays'])}"]
+        if "index_hash" not in self.meta:
+            checked.append("no per-load checks recorded (prepared by an older aubench); prepare it again to get them")
+        return checked
 
     @property
     def name(self) -> str:

@@ -101,6 +101,18 @@ class _Recurrent(nn.Module):
         self.in_dim = 1 + (n_tasks if task_input else 0)  # previous label [+ which task it belongs to]
         self.teacher_dropout = float(teacher_dropout)
 
+    def _seed_inference(self, seed: int) -> None:
+        self._infer_seed = int(seed) + 7919
+        self.infer_gen = torch.Generator().manual_seed(self._infer_seed)
+
+    def train(self, mode: bool = True) -> _Recurrent:
+        """Entering evaluation restarts the inference draws (Alg. 1-2's samples) from their seed, so a
+        prediction depends on the weights only, not on how much randomness training used: a reloaded
+        checkpoint predicts exactly what the trained model did."""
+        if not mode:
+            self.infer_gen.manual_seed(self._infer_seed)
+        return super().train(mode)
+
     def _inputs(self, prev_y: torch.Tensor, prev_task: torch.Tensor) -> torch.Tensor:
         if not self.task_input:
             return prev_y.unsqueeze(-1)
@@ -132,7 +144,8 @@ class _Recurrent(nn.Module):
             if labels is not None:
                 prev_y = labels.gather(1, task[:, None]).squeeze(1)
             else:
-                prev_y = torch.bernoulli(torch.sigmoid(o.detach()))
+                draw = torch.rand(o.shape, generator=self.infer_gen).to(o.device)  # a CPU stream on any device
+                prev_y = (draw < torch.sigmoid(o.detach().float())).to(o.dtype)
             prev_task = task
         return logits
 
@@ -154,6 +167,7 @@ class MRNNHead(_Recurrent):
         self.out = nn.Linear(hidden, n_tasks)
         self.samples, self.order_mode = samples, order
         self.gen = torch.Generator().manual_seed(seed)
+        self._seed_inference(seed)
         self.register_buffer("fixed_order", torch.randperm(n_tasks, generator=self.gen))
 
     def _orders(self, rows: int, device: Any) -> torch.Tensor:
@@ -161,7 +175,7 @@ class MRNNHead(_Recurrent):
             return self.fixed_order.to(device).expand(rows, -1)
         if self.training:
             return torch.randperm(self.n_tasks, generator=self.gen).to(device).expand(rows, -1)
-        return torch.rand(rows, self.n_tasks, generator=self.gen).argsort(1).to(device)  # one order per row
+        return torch.rand(rows, self.n_tasks, generator=self.infer_gen).argsort(1).to(device)  # one order per row
 
     def _step(self, h: torch.Tensor, task: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The shared cell, told which task it predicts; the output layer of that task."""
@@ -200,6 +214,7 @@ class MONETHead(_Recurrent):
         self.register_buffer("order_nll_sum", torch.zeros(M))
         self.register_buffer("order_nll_count", torch.zeros(M))
         self.gen = torch.Generator().manual_seed(order_seed + 1)
+        self._seed_inference(order_seed + 1)
         self._stacked_params: tuple[torch.Tensor, ...] | None = None
         self._build_prefix_tree()
 
@@ -354,7 +369,7 @@ class MONETHead(_Recurrent):
         """Alg. 2 / eq. 2.36: R orders from π, L Bernoulli trajectories each, probabilities averaged."""
         B, R, L = h0.shape[0], self.infer_orders, self.infer_samples
         choice = torch.multinomial(self.pi().detach().cpu().expand(B, -1), R, replacement=True,
-                                   generator=self.gen).to(h0.device)  # [B, R]
+                                   generator=self.infer_gen).to(h0.device)  # [B, R]
         order = self.orders[choice.reshape(-1)].repeat_interleave(L, 0)  # [B*R*L, T]
         probs = torch.sigmoid(self._unroll(h0.repeat_interleave(R * L, 0), order, None))
         return probs.view(B, R * L, -1).mean(1)

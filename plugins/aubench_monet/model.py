@@ -44,6 +44,7 @@ class MultiTaskNet(nn.Module):
         n = len(au_set)
         self.au_set, self.warmup, self.order_lr = tuple(au_set), int(warmup), float(order_lr)
         self.vector_input = bool(input_dim)  # reads batch["x"] (vector datasets) instead of batch["image"]
+        self.stochastic_inference = head in ("mrnn", "monet")  # Monte-Carlo roll-outs (Alg. 1-2), seeded
         self.encoder = mlp_encoder(input_dim, hidden, encoder_layers) if input_dim else create_backbone(backbone, pretrained)
         feat = hidden if input_dim else self.encoder.num_features
         if head == "vmnc":
