@@ -30,6 +30,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
     from aubench.commands import Commands
     from aubench.data_cli import add_data_commands
     from aubench.hub_cli import add_hub_commands
+    from aubench.scaffold import add_scaffold_command
 
     p = argparse.ArgumentParser(prog="aubench", description="Benchmark harness for facial Action Unit detection.")
     p.add_argument("--version", action="version", version=f"aubench {__version__}")
@@ -93,6 +94,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
 
     cli = Commands(sub, {"data check": chk, "data prepare": prep})
     add_hub_commands(cli)
+    add_scaffold_command(cli)
     cli.add_plot("reliability", "per-AU histograms of predictions by ground truth (thesis Fig. 4.4)", _reliability)
     if registry is not None:
         for impl in registry.pm.hook.aubench_register_commands.get_hookimpls():

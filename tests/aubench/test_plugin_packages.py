@@ -6,6 +6,7 @@ folder (not into the environment), then used from a fresh process.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "plugin"  # a copy: building leaves no build/ or egg-info in the tree
+    shutil.copytree(ROOT / "examples" / "aubench_example_plugin", source,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     out = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                          "--target", str(target), str(ROOT / "examples" / "aubench_example_plugin")],
-                         capture_output=True, text=True, timeout=300)
+                          "--target", str(target), str(source)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+    assert "warning" not in out.stderr.lower(), out.stderr  # its packaging pattern is clean
     env = dict(os.environ, PYTHONPATH=str(target))
     return env
 
