@@ -29,7 +29,7 @@ run: setup
 
 ## leaderboard: re-render leaderboard/LEADERBOARD.md from the committed records
 leaderboard: setup
-	$(BIN)/aubench leaderboard --runs-dir leaderboard/records --out leaderboard/LEADERBOARD.md
+	$(BIN)/aubench leaderboard --runs-dir leaderboard/records --out leaderboard/LEADERBOARD.md --published all
 
 ## publish-default-run: copy the result records of $(RUNS) into leaderboard/records and re-render
 publish-default-run: setup

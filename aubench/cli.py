@@ -74,9 +74,9 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
                     help="recompute every number from the stored predictions (and, where the dataset is prepared "
                          "here, check its labels and fingerprint); fail at the first mismatch")
     lb.add_argument("--migrate", action="store_true", help="rewrite older records in the current record schema")
-    lb.add_argument("--published", choices=["all", "run"], default="all",
-                    help="all: a section for every protocol with published rows (default); run: only the protocols "
-                         "the runs folder has results for")
+    lb.add_argument("--published", choices=["all", "run"], default="run",
+                    help="run: published rows for the protocols the runs folder has results for (default); all: "
+                         "also a section for every other protocol with published rows (the committed board)")
 
     sub.add_parser("doctor", help="print what a bug report needs: versions, device, plugins, datasets")
 

@@ -70,3 +70,48 @@ def test_missing_subjects_are_reported(tiny_root):
     ds = PreparedDataset(tiny_root)
     with pytest.raises(DatasetError, match=r"1 subject\(s\) \(M999\) are not in the prepared dataset"):
         ds.rows_for(["F001", "M999"])
+
+
+def test_an_edited_index_or_reshaped_array_is_refused_at_load_and_verify_hashes_every_byte(tmp_path, tiny_root):
+    import shutil
+
+    bad = tmp_path / "edited"
+    shutil.copytree(tiny_root, bad)
+    PreparedDataset(bad).verify()
+    lines = (bad / "index.csv").read_text().splitlines()
+    first = lines[1].split(",")
+    first[3] = "1" if first[3] == "0" else "0"  # one AU label of one frame flipped
+    (bad / "index.csv").write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    with pytest.raises(DatasetError, match=r"index.csv changed after the dataset was prepared.*fingerprint"):
+        PreparedDataset(bad)
+    shutil.copyfile(tiny_root / "index.csv", bad / "index.csv")
+    parsing = np.load(bad / "landmarks.npy")
+    np.save(bad / "landmarks.npy", parsing.astype(np.float64))
+    with pytest.raises(DatasetError, match=r"landmarks.npy is .* float64, meta.json says .* float32"):
+        PreparedDataset(bad)
+    shutil.copyfile(tiny_root / "landmarks.npy", bad / "landmarks.npy")
+    frames = np.load(bad / "frames.npy")
+    frames[0, 0, 0, 0] ^= 1  # one bit of one pixel: only the full hash sees it
+    np.save(bad / "frames.npy", frames)
+    ds = PreparedDataset(bad)
+    with pytest.raises(DatasetError, match="a file changed after preparation"):
+        ds.verify()
+
+
+def test_data_verify_command(tmp_path, monkeypatch, capsys):
+    from conftest import make_registry
+
+    from aubench.cli import main
+    from aubench.data.prepared import dataset_dir, ensure_prepared
+    from aubench.registry import reset_registry
+
+    reg = make_registry()
+    reset_registry(reg)
+    try:
+        ensure_prepared(reg.get("dataset", "tiny-bp4d"), progress=False)
+        assert main(["data", "verify", "tiny-bp4d"]) == 0
+        assert "OK" in capsys.readouterr().out
+        assert main(["data", "verify", "tiny-disfa" if not (dataset_dir("tiny-disfa") / "meta.json").exists()
+                     else "bp4d"]) == 2
+    finally:
+        reset_registry(None)
