@@ -251,8 +251,7 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
     origin = {"config_hash": cell.config_hash, "versions": registry.versions_for(cfg),
               "data": [sets.train.data.fingerprint, sets.test.data.fingerprint]}
     state = load_resume_state(cell.run_dir, model, opts, origin, rt.device) if resume else None
-    start = state.epoch if state else 0
-    history = list(state.history or []) if state else []
+    start, history = (state.epoch, list(state.history or [])) if state else (0, [])
     best = (state.best if state else None) or {"score": -1.0, "epoch": None, "state": None}
     bar = tqdm(total=epochs * steps_per_epoch, initial=start * steps_per_epoch, desc=cell.label, unit="step",
                disable=not progress, leave=False)
@@ -262,8 +261,7 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
             model.on_epoch_start(epoch)
         model.train()
         gen = torch.Generator().manual_seed(cell.seed * 100003 + epoch)
-        sums: dict[str, float] = {}
-        n_img, n_steps, t0 = 0, 0, time.time()
+        sums, n_img, n_steps, t0 = {}, 0, 0, time.time()
         for step, batch in enumerate(make_loader(sets.train, batch_size, shuffle=True, seed=cell.seed * 7919 + epoch,
                                                  **loader_kw)):
             b = to_device(batch, rt.device, rt.channels_last, cfg, gen)
@@ -358,8 +356,9 @@ def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, mode
         train_stats=stats.as_dict(),
         model_extras=model.record_extras() if hasattr(model, "record_extras") else {},
         history=fitted.history,
-        timings={"train_seconds": fitted.train_seconds, "eval_seconds": ev.seconds,  # this process's, when resumed
-                 "total_seconds": time.time() - t_start, "resumed_from_epoch": fitted.resumed_epochs},
+        timings={"train_seconds": fitted.train_seconds, "eval_seconds": ev.seconds, "total_seconds": time.time() - t_start,
+                 "resumed_from_epoch": fitted.resumed_epochs,  # train_seconds: this process's; before it resumed:
+                 "train_seconds_before_resume": sum(h["seconds"] for h in fitted.history[:fitted.resumed_epochs])},
         environment=environment(rt.device), config=OmegaConf.to_container(cfg, resolve=True), versions=versions)
 
 
@@ -391,6 +390,7 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         versions = registry.versions_for(cell.config)
         save_weights(cell.run_dir, model, cell_meta(cell, data, versions))
         record = _record(cell, data, sets, stats, model, init, fitted, ev, rt, t_start, versions)
+        record.environment["plugin_commits"] = registry.commits_for(cell.config)  # plugins in git checkouts
         record.write(cell.record_path)
         discard_resume_state(cell.run_dir)
     except BaseException as exc:

@@ -287,23 +287,39 @@ class Registry:
         """The version of plugin ``name`` (its distribution's, or its ``__version__``)."""
         return self._versions.get(name, "?")
 
+    def _owners_of(self, config: Any) -> set[str]:
+        from omegaconf import OmegaConf
+
+        losses = config.loss if OmegaConf.is_list(config.loss) else [config.loss]
+        return {self.owner("model", config.model.name)} | {self.owner("loss", item.name) for item in losses}
+
     def versions_for(self, config: Any) -> dict[str, str]:
         """Provenance of a recipe's code: aubench's and each plugin's (model and losses) version with a hash
         of its source files, ``"0.1.0 src 1a2b3c4d5e"``; the git commit of aubench's checkout is in records'
         environment."""
         import sys
 
-        from omegaconf import OmegaConf
-
         from aubench import __version__
 
-        losses = config.loss if OmegaConf.is_list(config.loss) else [config.loss]
-        owners = {self.owner("model", config.model.name)} | {self.owner("loss", item.name) for item in losses}
-        plugins = {o: getattr(self.pm.get_plugin(o), "__name__", "") for o in owners}
+        plugins = {o: getattr(self.pm.get_plugin(o), "__name__", "") for o in self._owners_of(config)}
         out = {"aubench": f"{__version__} src {_source_hash(Path(__file__).parent)}"}
         for owner, module in sorted(plugins.items()):
             path = getattr(sys.modules.get(module), "__file__", None)
             out[owner] = self.plugin_version(owner) + (f" src {_source_hash(Path(path).parent)}" if path else "")
+        return out
+
+    def commits_for(self, config: Any) -> dict[str, str]:
+        """The git commit of each plugin (model and losses) whose source is a git checkout."""
+        import sys
+
+        from aubench.results import git_commit
+
+        out = {}
+        for owner in sorted(self._owners_of(config)):
+            path = getattr(sys.modules.get(getattr(self.pm.get_plugin(owner), "__name__", "")), "__file__", None)
+            commit = git_commit(Path(path).parent) if path else None
+            if commit:
+                out[owner] = commit
         return out
 
     def plugins(self) -> list[PluginInfo]:

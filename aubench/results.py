@@ -13,6 +13,7 @@ Layout under the runs folder::
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_json", "environment", "cell_dir", "variant_name", "export_records"]
+__all__ = ["git_commit", "atomic_write_text", "atomic_write_json", "environment", "cell_dir", "variant_name", "export_records"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -53,10 +54,12 @@ def cell_dir(runs_dir: Path, protocol_id: str, method: str, variant: str, fold: 
     return Path(runs_dir) / protocol_id / method / variant / str(fold) / f"seed{seed}"
 
 
-def _git_commit() -> str | None:
+@functools.cache
+def git_commit(folder: Path | None = None) -> str | None:
+    """The commit checked out where ``folder`` (default: aubench's own source) lies, if it is a git checkout."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+                             cwd=folder or Path(__file__).resolve().parent)
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -69,7 +72,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
 
     from aubench import __version__
 
-    env = {"aubench": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
+    env = {"aubench": __version__, "git_commit": git_commit(), "python": platform.python_version(),
            "platform": platform.platform(), "torch": torch.__version__, "numpy": numpy.__version__,
            "device": device, "threads": torch.get_num_threads(),
            "cuda": torch.version.cuda if torch.cuda.is_available() else None}

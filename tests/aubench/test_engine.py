@@ -38,6 +38,10 @@ def test_cell_record_is_complete_and_recomputable_from_predictions(reg, runs):
     assert on_disk["test_subject_hash"] == cell.fold.test_hash
     assert not set(on_disk["train_subjects"]) & set(on_disk["test_subjects"])
     assert on_disk["environment"]["torch"] and on_disk["environment"]["device"] == "cpu"
+    from aubench.results import git_commit
+
+    assert on_disk["environment"]["plugin_commits"] == ({"baseline": git_commit()} if git_commit() else {})
+    assert on_disk["versions"]["baseline"].startswith("0.1.0 src ")
     pred = np.load(cell.run_dir / "predictions.npz")
     again = au_metrics(pred["probs"], pred["labels"], pred["mask"], tuple(pred["aus"]))
     assert again["f1_avg"] == pytest.approx(on_disk["f1_avg"])
@@ -84,6 +88,7 @@ def test_interrupted_cell_resumes_to_the_same_result(reg, tmp_path):
     assert (cell.run_dir / "checkpoint.pt").exists() and not cell.record_path.exists()
     resumed = run_cell(cell, reg, progress=False)
     assert len(resumed.history) == 2 and resumed.timings["resumed_from_epoch"] == 1
+    assert resumed.timings["train_seconds_before_resume"] == resumed.history[0]["seconds"] > 0
     a = np.load(straight.run_dir / "predictions.npz")["probs"]
     b = np.load(cell.run_dir / "predictions.npz")["probs"]
     np.testing.assert_allclose(a, b, atol=1e-6)
