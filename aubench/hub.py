@@ -41,7 +41,7 @@ HUB_SCHEMA_VERSION = 1
 INDEX_FILE, META_FILE, RECIPE_FILE = "aubench.json", "aubench_meta.json", "recipe.yaml"
 PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _META_KEYS = {"schema_version", "checkpoint", "weights_sha256", "metrics", "seed", "selection", "n_test_frames",
-              "aubench_version"}
+              "aubench_version", "environment"}
 _TOKEN = re.compile(r"hf_[A-Za-z0-9_]{6,}")
 
 
@@ -357,6 +357,7 @@ def build_publish_folder(path: Path, repo_id: str, out: Path, registry: Registry
             "schema_version": HUB_SCHEMA_VERSION, "checkpoint": json.loads(json.dumps(asdict(meta))),
             "weights_sha256": sha256(fold_dir / WEIGHTS_FILE), "seed": rec.seed, "selection": rec.selection,
             "n_test_frames": rec.n_test_frames, "aubench_version": __version__,
+            "environment": {k: v for k, v in rec.environment.items() if k not in ("platform", "git_commit")},
             "metrics": {"f1_avg": rec.f1_avg, "threshold": rec.threshold, "per_au": rec.per_au}}, indent=2) + "\n")
     first = records[0]
     (out / INDEX_FILE).write_text(json.dumps({

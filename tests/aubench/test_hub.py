@@ -108,6 +108,15 @@ def test_model_card_round_trips_with_its_model_index(trained, hub, tmp_path):
     assert "aubench evaluate --checkpoint hf://org/vmnc/1" in card.text
 
 
+def test_a_protocol_whose_aus_are_a_subset_is_scored_by_au_number(trained, hub, tmp_path):
+    from aubench.evaluation import evaluate_source
+
+    (rec,) = evaluate_source(str(trained[2] / "1" / "seed0"), trained[0], "tiny-cross", tmp_path / "eval",
+                             progress=False, echo=lambda m: None)
+    assert rec.aus == [1, 2, 4, 6, 12] and rec.train_aus == list(BP4D_AUS) and rec.dataset == "tiny-disfa"
+    assert rec.init_checkpoint["trained_protocol"] == "tiny-3fold@v1" and "@ " in rec.variant
+
+
 def test_dry_run_writes_the_upload_folder_and_contacts_nobody(trained, hub, tmp_path):
     assert main(["publish", str(trained[2] / "2" / "seed0"), "--repo-id", "org/one", "--dry-run",
                  str(tmp_path / "dry")]) == 0

@@ -240,3 +240,16 @@ def test_data_check_and_prepare_commands(bp4d, tmp_path, monkeypatch, capsys):
     assert "39 frames, 4 subjects, preprocessing bp4d-list-none-32px" in capsys.readouterr().out
     assert main(args) == 2 and "--force" in capsys.readouterr().err  # a prepared copy is never replaced silently
     assert main(["data", "check", "bp4d", str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.parametrize("name", ["bp4d", "disfa"])
+def test_real_datasets_pass_the_conformance_suite_on_official_layout_trees(name, bp4d, disfa, tmp_path):
+    from conftest import make_registry
+
+    from aubench.testing import check_dataset
+
+    root = (bp4d if name == "bp4d" else disfa)[0]
+    params = ({"raw_root": root, "from_list": root / "aligned" / "img_path_list.txt", "image_root": root / "aligned",
+               "image_size": 32} if name == "bp4d" else {"raw_root": root, "detector": box_from_background, "image_size": 32})
+    ds = check_dataset(name, make_registry(), prepare_params=params, out_dir=tmp_path)
+    assert len(ds) > 0 and ds.meta["index_hash"]
