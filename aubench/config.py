@@ -1,8 +1,11 @@
-"""Composing a cell's recipe with Hydra: method config + preset + user overrides.
+"""Composing a cell's recipe: aubench's defaults + method recipe + preset + per-dataset values + overrides.
 
-Resolution order (later wins): the method's base recipe, then ``presets.<preset>`` of that recipe,
-then the user's overrides (``optim.lr=1e-4``), parsed with Hydra's override grammar (``+key=v`` adds,
-``~key`` deletes). A misspelt key fails with "did you mean" suggestions from the recipe's keys.
+Resolution order (later wins): ``conf/aubench.yaml`` (engine, init, selection, postprocess defaults),
+the method's recipe with its ``defaults`` (base recipes, merged in order; a child's list replaces a
+base's mapping, ``_delete_: [key, ...]`` removes base keys), ``presets.<preset>`` of that recipe,
+the preset's ``datasets.<training dataset>`` values, then the user's overrides (``optim.lr=1e-4``),
+parsed with Hydra's override grammar (``+key=v`` adds, ``~key`` deletes). A misspelt key fails with
+"did you mean" suggestions from the recipe's keys; a value left ``???`` must be given.
 
 ``preset=auto`` (the default) picks, for the protocol's training dataset: the preset the recipe's
 ``dataset_presets`` names for it (e.g. ``{disfa: paper-disfa}``), else ``smoke`` on synthetic data
@@ -10,9 +13,11 @@ and ``paper`` on real data.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aubench.errors import ConfigError, UnknownNameError, did_you_mean
@@ -22,11 +27,10 @@ if TYPE_CHECKING:
 
     from aubench.registry import Registry
 
-__all__ = ["compose", "config_hash", "PRESETS", "RESULT_NEUTRAL", "searchpath_override"]
+__all__ = ["compose", "load_recipe", "config_hash", "PRESETS", "RESULT_NEUTRAL"]
 
 PRESETS = ("paper", "smoke")
 # keys of the primary config that select *which* cell runs rather than *how* it trains
-_MISSING = object()
 CELL_KEYS = ("protocol", "fold", "seed", "runs_dir", "overwrite", "preset")
 #: options that cannot change a result: they neither fork a recipe variant (run folder, leaderboard row)
 #: nor enter the recipe hash. Every other key does, engine options included (device, amp, compile,
@@ -34,21 +38,78 @@ CELL_KEYS = ("protocol", "fold", "seed", "runs_dir", "overwrite", "preset")
 RESULT_NEUTRAL = ("engine.threads", "engine.num_workers")
 
 
-def searchpath_override(registry: Registry) -> str:
-    paths = ",".join(f"file://{p}" for p in registry.search_paths[1:])
-    return f"hydra.searchpath=[{paths}]"
-
-
 def _flat_keys(cfg: Any, prefix: str = "") -> list[str]:
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
 
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=False)  # values left ??? are keys too
     keys = []
     for k, v in cfg.items():
         full = f"{prefix}{k}"
         keys.append(full)
-        if isinstance(v, DictConfig):
+        if isinstance(v, dict):
             keys.extend(_flat_keys(v, full + "."))
     return keys
+
+
+def _merge(base: Any, child: Any) -> Any:
+    """Merge plain containers, ``child`` winning: mappings merge key by key; anything else (a list, or a
+    mapping replacing a list and vice versa) replaces. A child's ``_delete_: [dotted.key, ...]`` removes
+    keys of the base first."""
+    if not (isinstance(base, dict) and isinstance(child, dict)):
+        return copy.deepcopy(child)
+    out = copy.deepcopy(base)
+    for key in child.get("_delete_", []) or []:
+        parent, _, leaf = str(key).rpartition(".")
+        node = out
+        for part in parent.split(".") if parent else []:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            raise ConfigError(f"_delete_ names {key!r}, which the base recipe does not have"
+                              + did_you_mean(str(key), _flat_keys(out)))
+        del node[leaf]
+    for key, value in child.items():
+        if key != "_delete_":
+            out[key] = _merge(out[key], value) if key in out else copy.deepcopy(value)
+    return out
+
+
+def _recipe_file(registry: Registry, ref: str, group: str, source: Path) -> Path:
+    rel = ref[1:] if ref.startswith("/") else f"{group}/{ref}" if group else ref
+    for root in registry.search_paths:
+        if (root / f"{rel}.yaml").is_file():
+            return root / f"{rel}.yaml"
+    raise ConfigError(f"{source}: its defaults name {ref!r}, but no config search path holds {rel}.yaml "
+                      f"({', '.join(str(r) for r in registry.search_paths)})")
+
+
+def load_recipe(path: Path, registry: Registry, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe file with its ``defaults`` (``/group/name`` or ``name`` in the file's own group, and
+    ``_self_``, implicitly last) merged in order, as plain containers (interpolations unresolved)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if path in _seen:
+        raise ConfigError(f"recipe defaults form a circle: {' -> '.join(map(str, (*_seen, path)))}")
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+    except (OmegaConfBaseException, OSError, ValueError) as exc:
+        raise ConfigError(f"recipe {path} cannot be read: {exc}") from None
+    defaults = raw.pop("defaults", None) or []
+    if "_self_" not in defaults:
+        defaults = [*defaults, "_self_"]
+    group = path.parent.name if path.parent.name in ("method", "recipe") else ""
+    out: dict[str, Any] = {}
+    for entry in defaults:
+        if entry == "_self_":
+            out = _merge(out, raw)
+            continue
+        if isinstance(entry, dict) and len(entry) == 1:
+            entry = "/" + "/".join(map(str, next(iter(entry.items()))))
+        if not isinstance(entry, str) or entry.startswith("override "):
+            raise ConfigError(f"recipe {path}: defaults entry {entry!r}; use '/group/name', 'name' or '_self_'")
+        out = _merge(out, load_recipe(_recipe_file(registry, entry, group, path), registry, (*_seen, path)))
+    return out
 
 
 def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, dataset: str | None = None) -> DictConfig:
@@ -56,13 +117,9 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
 
     ``dataset`` is the training dataset ``preset=auto`` resolves for (none: a synthetic one).
     """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf import OmegaConf, open_dict
-    from omegaconf.errors import OmegaConfBaseException
 
     spec = registry.get("method", method)
     overrides = list(overrides)
@@ -73,20 +130,12 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
     for ov in parsed:
         if ov.key_or_group == "method":
             raise ConfigError("Choose the method with the positional argument, not `method=` in overrides.")
-    base_overrides = [f"method={spec.config_name}", searchpath_override(registry)]
-    conf_dir = str(registry.search_paths[0])
-    gh = GlobalHydra.instance()
-    outer = gh.hydra if gh.is_initialized() else None  # inside a Hydra job (`aubench sweep`)
-    gh.clear()
-    try:
-        with initialize_config_dir(config_dir=conf_dir, version_base="1.3", job_name="aubench"):
-            base = hydra_compose(config_name="aubench", overrides=base_overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"Cannot compose method {method!r}: {exc}") from exc
-    finally:
-        if outer is not None:
-            GlobalHydra.instance().initialize(outer)
-
+    where = registry.method_config_path(spec)
+    if "@package _global_" not in where.read_text(encoding="utf-8").split("\n", 1)[0]:
+        raise ConfigError(f"recipe {where} does not start with `# @package _global_`, so Hydra nests its keys "
+                          "under `method` where aubench does not read them; add that line at the top of the file")
+    primary = load_recipe(registry.search_paths[0] / "aubench.yaml", registry)
+    base = OmegaConf.create(_merge(primary, load_recipe(where, registry)))  # the recipe's keys win
     preset = base.preset
     for ov in parsed:
         if ov.is_sweep_override():
@@ -99,19 +148,16 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
     if preset == "auto":
         synthetic = registry.get("dataset", dataset).synthetic if dataset else True
         preset = by_dataset.get(dataset) or ("smoke" if synthetic else "paper")
-    where = registry.method_config_path(spec)
-    if "@package _global_" not in where.read_text(encoding="utf-8").split("\n", 1)[0]:
-        raise ConfigError(f"recipe {where} does not start with `# @package _global_`, so Hydra nests its keys "
-                          "under `method` where aubench does not read them; add that line at the top of the file")
     if presets_node is None:
         raise ConfigError(f"recipe {where} has no `presets` (give at least `presets: {{paper: {{}}, smoke: ...}}`)")
     if preset not in presets_node:
         raise UnknownNameError(f"preset of {method}", str(preset), list(presets_node))
-    OmegaConf.set_struct(base, False)  # a preset may add keys the base recipe does not have
-    merged = OmegaConf.merge(base, presets_node[preset])
+    chosen = OmegaConf.to_container(presets_node[preset]) or {}
+    overlays = chosen.pop("datasets", None) or {}  # per-dataset values of this preset, by training dataset
+    merged = OmegaConf.create(_merge(_merge(OmegaConf.to_container(base), chosen), overlays.get(dataset) or {}))
     for ov in parsed:  # the user's values win over the preset
         key = ov.key_or_group
-        exists = OmegaConf.select(merged, key, default=_MISSING) is not _MISSING
+        exists = key in _flat_keys(merged)
         if ov.is_delete():
             if not exists:
                 raise ConfigError(f"Cannot delete {key!r}: no such key.{did_you_mean(key, _flat_keys(merged))}")
@@ -131,6 +177,10 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
         merged.method_name = spec.name
         merged.overrides = [o for o in overrides if o.split("=")[0].lstrip("+~") not in (*CELL_KEYS, *RESULT_NEUTRAL)]
     OmegaConf.resolve(merged)
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        raise ConfigError(f"recipe {where} (preset {preset}) requires {missing} (marked ???): set them in a preset "
+                          f"or on the command line, e.g. `{missing[0]}=...`")
     from aubench.schema import validate_recipe
 
     source = f"recipe {where} (preset {preset}{', overrides ' + ' '.join(overrides) if overrides else ''})"

@@ -1,3 +1,4 @@
+import json
 import re
 
 from conftest import FAST
@@ -74,3 +75,13 @@ def test_sweep_runs_one_job_per_cell(registry, runs, capsys):
     assert main(["sweep", "method=vmnc-bce", "protocol=tiny-3fold", "fold=1,3", f"runs_dir={runs}", *FAST]) == 0
     records = sorted(p.relative_to(runs).parts[3] for p in runs.rglob("record.json"))
     assert records == ["1", "3"]
+
+
+def test_sweep_sweeps_recipe_values_keeps_the_preset_and_checks_keys(registry, runs, capsys):
+    assert main(["sweep", "method=vmnc-bce", "protocol=tiny-3fold", "fold=1", "optim.lr=0.001,0.002", "preset=smoke",
+                 f"runs_dir={runs}", *FAST]) == 0
+    records = [json.loads(p.read_text()) for p in runs.rglob("record.json")]
+    assert sorted(r["config"]["optim"]["lr"] for r in records) == [0.001, 0.002]
+    assert {r["preset"] for r in records} == {"smoke"} and len({r["config_hash"] for r in records}) == 2
+    assert main(["sweep", "method=vmnc-bce", "protocol=tiny-3fold", "fold=1", "optim.lrr=0.1", f"runs_dir={runs}"]) != 0
+    assert "optim.lrr" in capsys.readouterr().err

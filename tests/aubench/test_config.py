@@ -102,3 +102,65 @@ def test_contributing_documents_the_recipe_schema_as_the_code_defines_it():
     text = (Path(__file__).resolve().parents[2] / "CONTRIBUTING.md").read_text()
     documented = text.split("<!-- recipe-schema -->\n")[1].split("\n<!-- /recipe-schema -->")[0]
     assert documented == schema_markdown(), "regenerate the table in CONTRIBUTING.md from aubench.schema"
+
+
+class Recipes:
+    """A plugin whose recipes exercise composition: keys of aubench's defaults, required values, a child
+    replacing a base's single loss with a list and deleting base keys, per-dataset preset values."""
+
+    def __init__(self, conf):
+        self.conf = conf
+
+    from aubench import hookimpl
+
+    @hookimpl
+    def aubench_register_methods(self):
+        from aubench import MethodSpec
+        return [MethodSpec(name=n) for n in ("stage2", "needs-lr", "child")]
+
+    @hookimpl
+    def aubench_config_search_paths(self):
+        return [self.conf]
+
+
+def _recipes(tmp_path, child_delete="model.dropout"):
+    from conftest import make_registry
+
+    (tmp_path / "method").mkdir(parents=True)
+    (tmp_path / "recipe").mkdir()
+    head = "# @package _global_\n"
+    (tmp_path / "recipe" / "base.yaml").write_text(head + "loss:\n  name: bce\naugment:\n  hflip: 0.5\n")
+    (tmp_path / "method" / "stage2.yaml").write_text(
+        head + "defaults:\n  - /recipe/vmnc\n  - _self_\nloss:\n  name: bce\ninit:\n  strict: true\n"
+        "selection:\n  rule: val\n  val_subjects: 1\npostprocess:\n  name: moving_average\n  window: 3\n"
+        "engine:\n  eval_batch_size: 32\n")
+    (tmp_path / "method" / "needs-lr.yaml").write_text(
+        head + "defaults:\n  - /recipe/vmnc\n  - _self_\nloss:\n  name: bce\nmodel:\n  dropout: ???\n"
+        "presets:\n  smoke:\n    datasets:\n      tiny-disfa:\n        model:\n          dropout: 0.5\n")
+    (tmp_path / "method" / "child.yaml").write_text(
+        head + f"defaults:\n  - /recipe/vmnc\n  - /recipe/base\n  - _self_\n_delete_: [{child_delete}]\n"
+        "loss:\n  - name: bce\n  - name: dice\n    weight: 0.5\n")
+    return make_registry(("recipes", Recipes(tmp_path)))
+
+
+def test_a_recipe_sets_init_selection_postprocess_and_engine_keys(tmp_path):
+    cfg = compose("stage2", registry=_recipes(tmp_path))
+    assert cfg.init.strict is True and cfg.selection.rule == "val" and cfg.postprocess.window == 3
+    assert cfg.engine.eval_batch_size == 32 and cfg.engine.num_workers == 0  # the rest from aubench's defaults
+
+
+def test_a_required_value_must_be_given_and_a_preset_gives_it_per_dataset(tmp_path):
+    reg = _recipes(tmp_path)
+    with pytest.raises(ConfigError, match=r"requires \['model.dropout'\] \(marked \?\?\?\).*model.dropout=\.\.\."):
+        compose("needs-lr", registry=reg)
+    assert compose("needs-lr", ["model.dropout=0.1"], registry=reg).model.dropout == 0.1
+    shown = compose("needs-lr", registry=reg, dataset="tiny-disfa")  # what `aubench show --protocol` prints
+    assert shown.model.dropout == 0.5 and "datasets" not in shown
+
+
+def test_a_child_replaces_a_base_loss_with_a_list_and_deletes_base_keys(tmp_path):
+    cfg = compose("child", registry=_recipes(tmp_path))
+    assert [item.name for item in cfg.loss] == ["bce", "dice"] and cfg.loss[1].weight == 0.5
+    assert "dropout" not in cfg.model and cfg.augment.hflip == 0.5
+    with pytest.raises(ConfigError, match=r"_delete_ names 'model.dropot'.*Did you mean 'model.dropout'"):
+        compose("child", registry=_recipes(tmp_path / "typo", child_delete="model.dropot"))
