@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aubench.errors import AubenchError, UnknownNameError
+from aubench.errors import AubenchError, ConfigError, UnknownNameError
 from aubench.results import atomic_write_json, cell_dir, variant_name
 from aubench.specs import Fold, ProtocolSpec
 
@@ -40,6 +40,7 @@ class Cell:
     run_dir: Path
     config_hash: str
     config: DictConfig | None = field(repr=False, default=None)
+    depends_on: Cell | None = field(repr=False, default=None)  # the cell whose weights this one starts from
 
     @property
     def label(self) -> str:
@@ -69,10 +70,12 @@ def _fold(proto: ProtocolSpec, key: str) -> Fold:
 
 
 def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[str] | None = None,
-               seeds: list[int] | None = None, overrides: list[str] = (), runs_dir: Path | str = "runs") -> list[Cell]:
+               seeds: list[int] | None = None, overrides: list[str] = (), runs_dir: Path | str = "runs",
+               _chain: tuple[str, ...] = ()) -> list[Cell]:
     """Expand a method × protocol request into cells, composing the recipe once.
 
-    ``seeds`` default to the recipe's ``seed`` (0 unless overridden with ``seed=...``).
+    ``seeds`` default to the recipe's ``seed`` (0 unless overridden with ``seed=...``). A recipe with
+    ``init.from`` gets, per cell, the cell it starts from (``Cell.depends_on``, see :func:`_dependency`).
     """
     from aubench.config import compose, config_hash
 
@@ -83,10 +86,60 @@ def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[st
     name = registry.get("method", method).name
     chosen = proto.folds if not folds else [_fold(proto, f) for f in folds]
     seeds = [int(cfg.seed)] if seeds is None else seeds
-    return [Cell(method=name, protocol=proto, fold=f, seed=int(s), preset=cfg.preset,
-                 run_dir=cell_dir(Path(runs_dir), proto.id, name, variant, f.name, int(s)), config_hash=chash,
-                 config=cfg)
-            for f in chosen for s in seeds]
+    cells = [Cell(method=name, protocol=proto, fold=f, seed=int(s), preset=cfg.preset,
+                  run_dir=cell_dir(Path(runs_dir), proto.id, name, variant, f.name, int(s)), config_hash=chash,
+                  config=cfg)
+             for f in chosen for s in seeds]
+    if cfg.init.get("from") is not None:
+        if cfg.init.checkpoint:
+            raise ConfigError(f"{name}: init.checkpoint and init.from are both set; a cell starts from one of them")
+        for cell in cells:
+            cell.depends_on = _dependency(registry, cell, runs_dir, _chain)
+    return cells
+
+
+def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tuple[str, ...]) -> Cell:
+    """The cell ``init.from`` names for ``cell``: ``method``, and the protocol, fold and seed listed in
+    ``same`` (default all three) taken from ``cell``; otherwise ``protocol``, ``seed`` and ``fold`` (a
+    name, or ``allowed``: a fold whose training subjects exclude this cell's test subjects, the same
+    name preferred — the JAA-Net rule for starting DISFA folds from BP4D models)."""
+    from omegaconf import OmegaConf
+
+    spec = OmegaConf.to_container(cell.config.init["from"], resolve=True)
+    unknown = sorted(set(spec) - {"method", "same", "protocol", "fold", "seed", "preset", "overrides"})
+    if unknown or "method" not in spec:
+        raise ConfigError(f"{cell.method}: init.from needs `method` and takes same, protocol, fold, seed, preset, "
+                          f"overrides{f'; not {unknown}' if unknown else ''}")
+    same = spec.get("same", ["protocol", "fold", "seed"])
+    if "protocol" not in same and "protocol" not in spec:
+        raise ConfigError(f"{cell.method}: init.from must name a protocol, or list it in `same`")
+    proto = cell.protocol if "protocol" in same else registry.get("protocol", str(spec["protocol"]))
+    seed = cell.seed if "seed" in same else int(spec.get("seed", 0))
+    if "fold" in same or spec.get("fold") == "allowed":
+        allowed = [f for f in proto.folds if _may_start_from(f, proto, cell)]
+        named = [f for f in allowed if f.name == cell.fold.name]
+        if (not named and "fold" in same) or not allowed:
+            raise ConfigError(f"{cell.label}: init.from {spec['method']} on {proto.id} has no fold "
+                              f"{'named ' + cell.fold.name + ' ' if 'fold' in same else ''}whose training "
+                              f"subjects exclude this cell's test subjects; name one with init.from.fold")
+        fold = (named or allowed)[0].name
+    else:
+        fold = str(spec["fold"])
+    key = f"{spec['method']} {proto.id} {fold} {seed}"
+    if key in chain:
+        raise ConfigError(f"init.from forms a circle: {' -> '.join((*chain, key))}")
+    overrides = [*spec.get("overrides", []), *([f"preset={spec['preset']}"] if spec.get("preset") else [])]
+    return plan_cells(registry, str(spec["method"]), proto.id, folds=[fold], seeds=[seed], overrides=overrides,
+                      runs_dir=runs_dir, _chain=(*chain, key))[0]
+
+
+def _may_start_from(fold: Fold, proto: ProtocolSpec, cell: Cell) -> bool:
+    """Whether weights trained on ``fold`` of ``proto`` saw none of ``cell``'s test subjects."""
+    if proto.train_dataset != cell.protocol.test_dataset:
+        return True
+    if fold.train_subjects is not None:
+        return not set(fold.train_subjects) & set(cell.fold.test_subjects)
+    return set(cell.fold.test_subjects) <= set(fold.test_subjects)  # trained on everyone else
 
 
 def _record_failure(cell: Cell, exc: BaseException, tb: str) -> str:
@@ -131,40 +184,77 @@ def _score_text(rec: ResultRecord, protocol: ProtocolSpec) -> str:
     return f"{METRICS[protocol.metric]} {score(rec, protocol.metric):.1f}"
 
 
+def _with_dependencies(cells: list[Cell]) -> list[Cell]:
+    """Every cell once (by run folder), each after the cell it starts from."""
+    ordered: dict[Path, Cell] = {}
+
+    def visit(cell: Cell) -> None:
+        if cell.run_dir not in ordered:
+            if cell.depends_on is not None:
+                visit(cell.depends_on)
+            ordered[cell.run_dir] = cell
+    for cell in cells:
+        visit(cell)
+    return list(ordered.values())
+
+
 def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False, progress: bool = True,
               echo: Callable[[str], Any] = print, jobs: int = 1) -> list[CellOutcome]:
     """Run cells; a failing cell is recorded (``failed.json``) and the sweep goes on.
 
     Finished cells (with a ``record.json``) are skipped unless ``overwrite``; a cell listed twice
-    (the same run folder) runs once. With ``jobs > 1`` the cells run in that many worker processes
-    (started fresh, so plugins come from entry points), each with ``cores // jobs`` torch threads
-    unless the recipe sets ``engine.threads``. Outcomes are returned in the order of ``cells``.
+    (the same run folder) runs once. The cells a recipe starts from (``init.from``) run first when
+    they have not finished (``overwrite`` does not redo them), and a cell whose dependency failed fails
+    naming it. With ``jobs > 1`` the cells run in that many worker processes (started fresh, so plugins
+    come from entry points), each with ``cores // jobs`` torch threads unless the recipe sets
+    ``engine.threads``; a cell starts once its dependency has finished. Outcomes are returned in the
+    order of ``cells``.
     """
     from aubench.records import load_record
 
-    outcomes: dict[int, CellOutcome] = {}
-    todo, first = [], {}
-    for i, cell in enumerate(cells):
-        if first.setdefault(cell.run_dir, i) != i:
-            continue
-        if cell.record_path.exists() and not overwrite:
+    requested = {cell.run_dir for cell in cells}
+    outcomes: dict[Path, CellOutcome] = {}
+    todo = []
+    for cell in _with_dependencies(cells):
+        redo = overwrite and cell.run_dir in requested
+        if cell.record_path.exists() and not redo:
             rec = load_record(cell.record_path)
             echo(f"skip  {cell.label}: finished before ({_score_text(rec, cell.protocol)}; --overwrite to redo)")
-            outcomes[i] = CellOutcome(cell, "skipped", rec)
+            outcomes[cell.run_dir] = CellOutcome(cell, "skipped", rec)
         else:
-            todo.append(i)
+            todo.append(cell)
+
+    def blocked(cell: Cell) -> CellOutcome | None:
+        dep = cell.depends_on
+        if dep is not None and outcomes[dep.run_dir].status == "failed":
+            error = f"it starts from {dep.label}, which failed"
+            return CellOutcome(cell, "failed", None, _record_failure(cell, ConfigError(error), error))
+        return None
+
     if jobs <= 1 or len(todo) <= 1:
-        for i in todo:
-            outcomes[i] = _run_one(cells[i], registry, overwrite, progress, None)
-            _echo_outcome(outcomes[i], echo)
-        return [outcomes[first[cell.run_dir]] for cell in cells]
+        for cell in todo:
+            outcomes[cell.run_dir] = blocked(cell) or _run_one(cell, registry, cell.run_dir in requested and overwrite,
+                                                               progress, None)
+            _echo_outcome(outcomes[cell.run_dir], echo)
+        return [outcomes[cell.run_dir] for cell in cells]
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    waiting, running = list(todo), {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_one, cells[i], None, overwrite, False, threads): i for i in todo}
-        for fut in as_completed(futures):
-            outcomes[futures[fut]] = fut.result()
-            _echo_outcome(outcomes[futures[fut]], echo)
-    return [outcomes[first[cell.run_dir]] for cell in cells]
+        while waiting or running:
+            for cell in [c for c in waiting if c.depends_on is None or c.depends_on.run_dir in outcomes]:
+                waiting.remove(cell)
+                if (failed := blocked(cell)) is not None:
+                    outcomes[cell.run_dir] = failed
+                    _echo_outcome(failed, echo)
+                    continue
+                running[pool.submit(_run_one, cell, None, cell.run_dir in requested and overwrite, False,
+                                    threads)] = cell
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                cell = running.pop(fut)
+                outcomes[cell.run_dir] = fut.result()
+                _echo_outcome(outcomes[cell.run_dir], echo)
+    return [outcomes[cell.run_dir] for cell in cells]

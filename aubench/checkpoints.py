@@ -253,17 +253,23 @@ def check_compatible(meta: CheckpointMeta, source: str, *, au_set: tuple[int, ..
     return notes
 
 
-def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dict[str, Any]:
-    """Start ``model`` from ``init.checkpoint`` after :func:`check_compatible`; return what was loaded.
+def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dict[str, Any] | None:
+    """Start ``model`` from the cell it depends on (``init.from``) or from ``init.checkpoint``, after
+    :func:`check_compatible`; return what was loaded (``None`` when the recipe starts from scratch).
 
-    The source is a cell folder or ``model.safetensors``, ``hf://org/name[@rev]/fold``, or a checkpoint
-    name a plugin registered (see :mod:`aubench.hub`); pickles are refused."""
+    A checkpoint source is a cell folder or ``model.safetensors``, ``hf://org/name[@rev]/fold``, or a
+    checkpoint name a plugin registered (see :mod:`aubench.hub`); pickles are refused."""
     from safetensors.torch import load_file
 
     from aubench.hub import resolve_checkpoints
 
-    init = cell.config.init
-    ckpts = resolve_checkpoints(str(init.checkpoint))
+    init, dep = cell.config.init, cell.depends_on
+    if dep is None and not init.checkpoint:
+        return None
+    if dep is not None and not (dep.run_dir / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{cell.label} starts from {dep.label} (init.from), which has not finished: run "
+                              "both with `aubench run` (it runs the dependency first)")
+    ckpts = resolve_checkpoints(str(dep.run_dir if dep is not None else init.checkpoint))
     if len(ckpts) != 1:
         raise CheckpointError(f"init.checkpoint={init.checkpoint} holds {len(ckpts)} folds "
                               f"({', '.join(c.path.name for c in ckpts)}); name one, e.g. {ckpts[0].source}")
@@ -281,4 +287,6 @@ def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dic
     model.load_state_dict(usable, strict=False)
     return {"path": str(path), "source": ckpts[0].source, "revision": ckpts[0].revision, "protocol": meta.protocol,
             "fold": meta.fold, "train_dataset": meta.train_dataset, "test_subject_hash": meta.test_subject_hash,
-            "loaded_tensors": len(usable), "skipped_tensors": len(own) - len(usable), "notes": notes}
+            "loaded_tensors": len(usable), "skipped_tensors": len(own) - len(usable), "notes": notes,
+            "from": None if dep is None else {"method": dep.method, "preset": dep.preset, "config_hash": dep.config_hash,
+                                              "protocol": dep.protocol.id, "fold": dep.fold.name, "seed": dep.seed}}

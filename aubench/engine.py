@@ -382,7 +382,7 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         model = build_model(cell.config, registry, data.train_aus, stats,
                             {"seed": cell.seed, "fold": cell.fold.name, "run_dir": cell.run_dir})
         _check_input_kind(model, cell, data)
-        init = load_init_weights(model, cell, data) if cell.config.init.checkpoint else None
+        init = load_init_weights(model, cell, data)  # None: from scratch
         rt.place(model)
         _cache_features(model, sets, rt, cell.config)
         fitted = fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress)

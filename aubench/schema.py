@@ -34,7 +34,7 @@ HARNESS_KEYS: dict[str, Any] = {
 SECTIONS: dict[str, dict[str, Any]] = {
     "engine": {"device": (str,), "amp": (bool,), "channels_last": (bool,), "compile": (bool,), "num_workers": (int,),
                "eval_batch_size": (int,), "cache_features": {True, False, "auto"}, "threads": (int, type(None))},
-    "init": {"checkpoint": (str, type(None)), "strict": (bool,)},
+    "init": {"checkpoint": (str, type(None)), "strict": (bool,), "from": (dict, type(None))},
     "selection": {"rule": {"final", "val"}, "val_subjects": (int,)},
     "postprocess": {"name": {"none", "moving_average"}, "window": (int,)},
     "input": {"size": (int, type(None)), "mean": (list,), "std": (list,)},

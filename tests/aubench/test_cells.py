@@ -21,3 +21,33 @@ def test_a_cell_listed_twice_runs_once(registry, runs):
     lines = []
     outcomes = run_cells([cell, cell], registry, progress=False, echo=lines.append)
     assert outcomes[0] is outcomes[1] and outcomes[0].status == "done" and len(lines) == 1
+
+
+def test_parallel_workers_run_a_dependency_before_the_cells_that_start_from_it(runs, monkeypatch, tmp_path):
+    from conftest import make_registry
+
+    from aubench import MethodSpec, hookimpl
+
+    class TwoStage:
+        @hookimpl
+        def aubench_register_methods(self):
+            return [MethodSpec(name="stage2")]
+
+        @hookimpl
+        def aubench_config_search_paths(self):
+            return [tmp_path / "conf"]
+
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
+    conf = tmp_path / "conf" / "method"
+    conf.mkdir(parents=True)
+    (conf / "stage2.yaml").write_text("# @package _global_\ndefaults:\n  - /recipe/multitask\n  - _self_\nmodel:\n"
+                                      "  head: vmns\ninit:\n  from:\n    method: monet-vmns\n    same: [protocol, fold]\n"
+                                      "    overrides: [epochs=1]\n")
+    reg = make_registry(("twostage", TwoStage()))
+    cells = plan_cells(reg, "stage2", "monet-toy", seeds=[0, 1], overrides=["epochs=1"], runs_dir=runs)
+    assert {c.depends_on.run_dir for c in cells} == {cells[0].depends_on.run_dir}  # one stage-1 cell (seed 0)
+    lines = []
+    outcomes = run_cells(cells, reg, progress=False, jobs=2, echo=lines.append)
+    assert [o.status for o in outcomes] == ["done", "done"] and len(lines) == 3
+    assert lines[0].startswith("done  monet-vmns")
+    assert all(o.record.init_checkpoint["from"]["method"] == "monet-vmns" for o in outcomes)
