@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from aubench.stats import TrainStats
 
 __all__ = ["CELL_CONTEXT", "OPTIMIZERS", "SCHEDULERS", "build_model", "build_losses", "build_optimizer", "build_optimizers",
-           "build_scheduler"]
+           "build_scheduler", "step_optimizers", "end_epoch"]
 
 #: Optimiser names a recipe's ``optim.name`` may use.
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -95,36 +95,96 @@ def build_optimizer(params: Any, optim: Mapping[str, Any]) -> torch.optim.Optimi
         raise ConfigError(f"optim.name={name}: {exc}; see `aubench show <method>` for the recipe's optim") from exc
 
 
-def build_scheduler(opt: torch.optim.Optimizer, sched: Mapping[str, Any] | None) -> Any:
-    """A per-epoch learning-rate schedule named in a recipe (:data:`SCHEDULERS`), or ``None``.
+def build_scheduler(opt: torch.optim.Optimizer, sched: Mapping[str, Any] | None, steps_per_epoch: int = 1) -> Any:
+    """A learning-rate schedule named in a recipe (:data:`SCHEDULERS`), or ``None``.
 
-    A cosine schedule's horizon ``t_max`` defaults to ``epochs`` when the caller passes it in
-    ``sched`` (the engine does): ``epochs`` is the one source of truth for the training length.
+    ``sched.interval``: ``epoch`` (default: stepped after each epoch) or ``step`` (after each optimiser
+    step). ``warmup_steps`` / ``warmup_epochs``: a linear warm-up from ``lr / warmup`` to ``lr`` first
+    (steps need ``interval: step``). A cosine schedule's horizon ``t_max`` (in epochs) defaults to
+    ``epochs`` when the caller passes it in ``sched`` (the engine does): ``epochs`` is the one source of
+    truth for the training length; with warm-up the cosine covers what remains after it. The returned
+    scheduler's ``interval`` attribute says when the engine steps it.
     """
+    import math
+
     import torch
 
     sched = dict(sched or {"name": "none"})
-    name = sched.pop("name", "none")
-    if name == "none":
+    name, interval = sched.pop("name", "none"), sched.pop("interval", "epoch")
+    warm_steps, warm_epochs = int(sched.pop("warmup_steps", 0) or 0), float(sched.pop("warmup_epochs", 0) or 0)
+    if interval not in ("epoch", "step"):
+        raise ConfigError(f"sched.interval={interval!r}; use 'epoch' or 'step'")
+    if warm_steps and interval != "step":
+        raise ConfigError("sched.warmup_steps needs sched.interval=step (or use sched.warmup_epochs)")
+    if name not in SCHEDULERS:
+        raise UnknownNameError("scheduler", name, SCHEDULERS)
+    per = steps_per_epoch if interval == "step" else 1
+    warmup = warm_steps + round(warm_epochs * per)
+    horizon = sched.get("t_max") if sched.get("t_max") is not None else sched.get("epochs")
+    if name == "cosine" and horizon is None:
+        raise ConfigError("sched.name=cosine needs sched.t_max or the recipe's epochs")
+    if name == "none" and not warmup:
         return None
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=int(sched["step_size"]), gamma=float(sched["gamma"]))
-    if name == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=float(sched["gamma"]))
-    if name == "cosine":
-        horizon = sched.get("t_max") if sched.get("t_max") is not None else sched.get("epochs")
-        if horizon is None:
-            raise ConfigError("sched.name=cosine needs sched.t_max or the recipe's epochs")
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(horizon))
-    raise UnknownNameError("scheduler", name, SCHEDULERS)
+    if interval == "epoch" and not warmup:  # torch's own schedulers (their state resumes exactly)
+        if name == "step":
+            out = torch.optim.lr_scheduler.StepLR(opt, step_size=int(sched["step_size"]), gamma=float(sched["gamma"]))
+        elif name == "exponential":
+            out = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=float(sched["gamma"]))
+        else:
+            out = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(horizon))
+    else:
+        span = max(1, int(horizon or 1) * per - warmup)
+
+        def factor(t: int) -> float:
+            if t < warmup:
+                return (t + 1) / warmup
+            t -= warmup
+            if name == "cosine":
+                return 0.5 * (1 + math.cos(math.pi * min(t, span) / span))
+            if name == "exponential":
+                return float(sched["gamma"]) ** (t / per)
+            if name == "step":
+                return float(sched["gamma"]) ** ((t // per) // int(sched["step_size"]))
+            return 1.0
+
+        out = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    out.interval = interval
+    return out
+
+
+def _active(o: Mapping[str, Any], epoch: int) -> bool:
+    """An optimiser entry steps from ``start_epoch`` (0-based, default 0) until before ``end_epoch``."""
+    end = o.get("end_epoch")
+    return int(o.get("start_epoch", 0)) <= epoch < (int(end) if end is not None else epoch + 1)
+
+
+def step_optimizers(opts: list[dict[str, Any]], epoch: int) -> None:
+    """After ``backward``: step every active optimiser, and the schedulers stepped per step."""
+    for o in opts:
+        if _active(o, epoch):
+            o["optimizer"].step()
+            if o.get("scheduler") is not None and getattr(o["scheduler"], "interval", "epoch") == "step":
+                o["scheduler"].step()
+
+
+def end_epoch(opts: list[dict[str, Any]], epoch: int) -> dict[str, float]:
+    """Step the per-epoch schedulers of the optimisers active this epoch; return every optimiser's learning
+    rate (``lr`` for the first, ``lr/<i>`` for the others) at the end of the epoch, before that step (the
+    rate the epoch trained with, for per-epoch schedules)."""
+    rates = {("lr" if i == 0 else f"lr/{i}"): float(o["optimizer"].param_groups[0]["lr"]) for i, o in enumerate(opts)}
+    for o in opts:
+        if o.get("scheduler") is not None and getattr(o["scheduler"], "interval", "epoch") == "epoch" and _active(o, epoch):
+            o["scheduler"].step()
+    return rates
 
 
 def build_optimizers(model: torch.nn.Module, cfg: DictConfig, steps_per_epoch: int,
                      epochs: int) -> list[dict[str, Any]]:
     """The cell's optimisers: the model's own ``configure_optimizers``, else one over its parameters.
 
-    Each entry is ``{"optimizer", "scheduler" (or None), "start_epoch" (0-based)}``; an optimiser is
-    not stepped before its ``start_epoch``. ``sched`` is passed with ``epochs`` filled in.
+    Each entry is ``{"optimizer", "scheduler" (or None), "start_epoch" (0-based), "end_epoch" (optional,
+    exclusive)}``; an optimiser is stepped only in epochs ``start_epoch <= epoch < end_epoch`` (phases:
+    stage switches, freezing). ``sched`` is passed with ``epochs`` filled in.
     """
     optim = _params(cfg.optim)
     sched = {**_params(cfg.sched), "epochs": epochs} if cfg.get("sched") else {"name": "none"}
@@ -133,4 +193,4 @@ def build_optimizers(model: torch.nn.Module, cfg: DictConfig, steps_per_epoch: i
     groups = model.param_groups(optim) if hasattr(model, "param_groups") else [
         p for p in model.parameters() if p.requires_grad]
     opt = build_optimizer(groups, optim)
-    return [{"optimizer": opt, "scheduler": build_scheduler(opt, sched), "start_epoch": 0}]
+    return [{"optimizer": opt, "scheduler": build_scheduler(opt, sched, steps_per_epoch), "start_epoch": 0}]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aubench.build import build_losses, build_model, build_optimizers
+from aubench.build import build_losses, build_model, build_optimizers, end_epoch, step_optimizers
 from aubench.checkpoints import (
     cell_meta,
     discard_resume_state,
@@ -220,9 +220,7 @@ def _step(model: Any, losses: list[tuple[str, float, Any]], b: dict[str, Any], s
     for o in opts:
         o["optimizer"].zero_grad(set_to_none=True)
     total.backward()
-    for o in opts:
-        if epoch >= int(o.get("start_epoch", 0)):
-            o["optimizer"].step()
+    step_optimizers(opts, epoch)
     terms["loss"] = float(total.detach())
     return terms
 
@@ -273,14 +271,11 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
             n_img, n_steps = n_img + len(b["labels"]), n_steps + 1
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / n_steps:.4f}")
-        for o in opts:
-            if o.get("scheduler") is not None and epoch >= int(o.get("start_epoch", 0)):
-                o["scheduler"].step()
+        rates = end_epoch(opts, epoch)
         dt = time.time() - t0
         train_seconds += dt
         logs = {k: v / max(n_steps, 1) for k, v in sums.items()}
-        logs.update({"epoch": epoch + 1, "seconds": dt, "images_per_s": n_img / max(dt, 1e-9),
-                     "lr": float(opts[0]["optimizer"].param_groups[0]["lr"])})
+        logs.update({"epoch": epoch + 1, "seconds": dt, "images_per_s": n_img / max(dt, 1e-9), **rates})
         if sets.val is not None:
             vp = predict(model, sets.val, rt, cfg, sets.caches.get("val"))
             logs["val_f1"] = au_metrics(vp, sets.val.labels, sets.val.mask, stats.au_set)["f1_avg"]

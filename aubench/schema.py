@@ -40,7 +40,8 @@ SECTIONS: dict[str, dict[str, Any]] = {
     "input": {"size": (int, type(None)), "mean": (list,), "std": (list,)},
     "augment": {"hflip": NUMBER, "rotate": NUMBER, "scale": (list,), "shift": NUMBER, "brightness": NUMBER,
                 "contrast": NUMBER},
-    "sched": {"name": set(SCHEDULERS), "step_size": (int,), "gamma": NUMBER, "t_max": (int, type(None))},
+    "sched": {"name": set(SCHEDULERS), "step_size": (int,), "gamma": NUMBER, "t_max": (int, type(None)),
+              "interval": {"epoch", "step"}, "warmup_steps": (int,), "warmup_epochs": NUMBER},
 }
 POSITIVE = ("epochs", "batch_size")
 

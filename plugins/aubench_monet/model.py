@@ -83,7 +83,8 @@ class MultiTaskNet(nn.Module):
         order = [self.head.order_logits] if isinstance(self.head, MONETHead) else []
         rest = [p for p in self.parameters() if p.requires_grad and all(p is not q for q in order)]
         main = build_optimizer(rest, optim)
-        out = [{"optimizer": main, "scheduler": build_scheduler(main, sched), "start_epoch": 0}]
+        out = [{"optimizer": main, "scheduler": build_scheduler(main, sched, steps_per_epoch),
+                "start_epoch": 0}]
         if order and self.head.selection == "soft":
             out.append({"optimizer": torch.optim.Adam(order, lr=self.order_lr), "start_epoch": self.warmup})
         return out
