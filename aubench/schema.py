@@ -39,7 +39,8 @@ SECTIONS: dict[str, dict[str, Any]] = {
     "postprocess": {"name": {"none", "moving_average"}, "window": (int,)},
     "input": {"size": (int, type(None)), "mean": (list,), "std": (list,)},
     "augment": {"hflip": NUMBER, "rotate": NUMBER, "scale": (list,), "shift": NUMBER, "brightness": NUMBER,
-                "contrast": NUMBER},
+                "contrast": NUMBER, "brightness_scale": NUMBER, "saturation": NUMBER, "hue": NUMBER,
+                "crop": (int, type(None)), "transform": (str, type(None))},
     "sched": {"name": set(SCHEDULERS), "step_size": (int,), "gamma": NUMBER, "t_max": (int, type(None)),
               "interval": {"epoch", "step"}, "warmup_steps": (int,), "warmup_epochs": NUMBER},
 }

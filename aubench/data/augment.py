@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_batch", "normalise", "IBUG_FLIP"]
+__all__ = ["augment_batch", "crop_batch", "normalise", "IBUG_FLIP"]
 
 # iBUG 68-point indices after a horizontal flip (left/right features swap).
 IBUG_FLIP = (
@@ -26,7 +26,10 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: Any, gen: torch.Generator
     """Augment ``batch["image"]`` (float in [0,1], [B,3,H,W]) in place of the batch dict.
 
     ``cfg`` keys (all optional): ``hflip`` probability, ``rotate`` degrees (±), ``scale`` [lo, hi],
-    ``shift`` pixels (±, at the stored resolution), ``brightness`` and ``contrast`` (± fraction).
+    ``shift`` pixels (±, at the stored resolution), ``brightness`` (± added) and ``contrast`` (± fraction),
+    ``brightness_scale`` (multiplied by 1 ± it), ``saturation`` (± fraction, a blend with the grey image)
+    and ``hue`` (± fraction of the colour circle, rotated about the grey axis), as torchvision's
+    ColorJitter does them.
     """
     img = batch["image"]
     B, _, H, W = img.shape
@@ -69,6 +72,51 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: Any, gen: torch.Generator
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = (x - mean) * u(1 - ct, 1 + ct).view(B, 1, 1, 1) + mean + u(-br, br).view(B, 1, 1, 1)
         batch["image"] = x.clamp(0, 1)
+    bs, sat, hue = (float(cfg.get(k, 0) or 0) for k in ("brightness_scale", "saturation", "hue"))
+    if bs:
+        batch["image"] = (batch["image"] * u(1 - bs, 1 + bs).view(B, 1, 1, 1)).clamp(0, 1)
+    if sat:
+        x = batch["image"]
+        grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        batch["image"] = (grey + (x - grey) * u(1 - sat, 1 + sat).view(B, 1, 1, 1)).clamp(0, 1)
+    if hue:
+        batch["image"] = _rotate_hue(batch["image"], u(-hue, hue) * 2 * math.pi)
+    return batch
+
+
+def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate each image's colours by ``angle`` (radians) about the grey axis (a hue shift, [B,3,H,W])."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    k = 1 / 3
+    r3 = math.sqrt(k)
+    row = [c + (1 - c) * k, k * (1 - c) - r3 * s, k * (1 - c) + r3 * s]
+    m = torch.stack([torch.stack(row, -1), torch.stack([row[2], row[0], row[1]], -1),
+                     torch.stack([row[1], row[2], row[0]], -1)], 1)  # [B, 3, 3]
+    return torch.einsum("bij,bjhw->bihw", m.to(x.dtype), x).clamp(0, 1)
+
+
+def crop_batch(batch: dict[str, torch.Tensor], size: int, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """Crop ``size`` x ``size`` from every image: at a random place per image when ``gen`` is given
+    (training), else the centre (the test view); landmarks move and parsing maps are cropped with it."""
+    img = batch["image"]
+    B, _, H, W = img.shape
+    if size > min(H, W):
+        raise ValueError(f"augment.crop={size} is larger than the stored {H}x{W} frames")
+    if gen is None:
+        oy = torch.full((B,), (H - size) // 2)
+        ox = torch.full((B,), (W - size) // 2)
+    else:
+        oy = torch.randint(0, H - size + 1, (B,), generator=gen)
+        ox = torch.randint(0, W - size + 1, (B,), generator=gen)
+    oy, ox = oy.to(img.device), ox.to(img.device)
+    ar = torch.arange(size, device=img.device)
+    ys, xs = (oy[:, None] + ar)[:, :, None], (ox[:, None] + ar)[:, None, :]
+    b = torch.arange(B, device=img.device)[:, None, None]
+    batch["image"] = img.permute(0, 2, 3, 1)[b, ys, xs].permute(0, 3, 1, 2)
+    if "parsing" in batch:
+        batch["parsing"] = batch["parsing"][b, ys, xs]
+    if "landmarks" in batch:
+        batch["landmarks"] = batch["landmarks"].float() - torch.stack([ox, oy], 1)[:, None].to(torch.float32)
     return batch
 
 

@@ -17,18 +17,29 @@ def to_device(batch: dict[str, Any], device: str, channels_last: bool, cfg: Dict
               gen: torch.Generator | None) -> dict[str, Any]:
     """Move a batch to the device; augment it (training, ``gen`` given), scale and normalise the image.
 
-    Landmarks and parsing maps follow the image to the model's input size.
+    ``augment.crop`` crops at random in training and at the centre otherwise (the test view is part of
+    the recipe). ``augment.transform`` (``"pkg.module:fn"``) is a plugin's own batch transform,
+    ``fn(batch, gen, augment_cfg) -> batch`` on the device in [0, 1] before normalisation; it must move
+    ``landmarks`` and ``parsing`` with the image, as the core's transforms do. Landmarks and parsing maps
+    follow the image to the model's input size.
     """
     import torch
 
-    from aubench.data.augment import augment_batch, normalise
+    from aubench.data.augment import augment_batch, crop_batch, normalise
 
     out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     if "image" not in out:  # a vector dataset: batch["x"] goes to the model as it is
         return out
     out["image"] = out["image"].float() / 255.0
-    if gen is not None and cfg.get("augment"):
-        out = augment_batch(out, cfg.augment, gen)
+    aug = cfg.get("augment") or {}
+    if aug.get("crop"):  # random crop in training, the centre crop (the test view) otherwise
+        out = crop_batch(out, int(aug["crop"]), gen)
+    if gen is not None and aug:
+        out = augment_batch(out, aug, gen)
+        if aug.get("transform"):  # a plugin's own batch transform, after the core's
+            from aubench.specs import resolve_factory
+
+            out = resolve_factory(str(aug["transform"]))(out, gen, aug)
     inp = cfg.get("input") or {}
     stored = out["image"].shape[-1]
     out["image"] = normalise(out["image"], inp.get("mean", DEFAULT_MEAN), inp.get("std", DEFAULT_STD),
