@@ -127,12 +127,16 @@ class LossSpec:
     """A loss factory: ``factory(**cfg) -> loss`` with ``loss(outputs, batch, stats) -> (scalar, terms)``.
 
     ``terms`` is a dict of floats logged per epoch. ``stats`` is a
-    :class:`aubench.stats.TrainStats` computed on the training subjects of the cell.
+    :class:`aubench.stats.TrainStats` computed on the training subjects of the cell. ``reads`` names
+    the model outputs the loss trains through, first the per-AU scores: ``logits`` (default) or
+    ``probs`` for a model that returns calibrated scores and trains through them; the conformance
+    suite checks gradients through that output.
     """
 
     name: str
     factory: str | Callable[..., Any]
     description: str = ""
+    reads: tuple[str, ...] = ("logits",)
 
 
 @dataclass(frozen=True)

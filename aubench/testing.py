@@ -159,25 +159,32 @@ def check_model(name: str, registry: Registry | None = None, size: int | None = 
 
 def check_loss(name: str, registry: Registry | None = None, outputs: dict[str, Any] | None = None,
                **params: Any) -> float:
-    """Call loss ``name`` on a toy batch (``outputs``: the model outputs it reads, default ``logits``):
-    ``(finite scalar, dict of floats)``, gradients, masked labels change nothing, a fully masked AU gets
-    no gradient, and saturated ±30 logits stay finite."""
+    """Call loss ``name`` on a toy batch through the output it reads first (``LossSpec.reads``: ``logits``
+    or ``probs``; ``outputs``: values for any other keys it reads): ``(finite scalar, dict of floats)``,
+    gradients, masked labels change nothing, a fully masked AU gets no gradient, and confidently wrong
+    scores (±30 logits, probabilities of 1e-7) stay finite."""
     import torch
 
     from aubench.specs import resolve_factory
 
     reg = _registry(registry)
     c = _Checker("loss", name, reg)
+    spec = reg.get("loss", name)
+    key = spec.reads[0] if spec.reads else "logits"
     if not params:
         params = _smoke_recipe(reg, "loss", name)[0]
-    loss = c.call("build", lambda: resolve_factory(reg.get("loss", name).factory)(**params),
+    loss = c.call("build", lambda: resolve_factory(spec.factory)(**params),
                   "the factory is called with the recipe's loss parameters")
     batch, stats = toy_batch(), toy_stats(AUS)
     outputs = dict(outputs or {})
 
-    def run(logits: Any, b: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        got = c.call("call", lambda: loss({**outputs, "logits": logits}, b, stats),
-                     "loss(outputs, batch, stats) reads outputs['logits'] (pass outputs=... for other keys)")
+    def scores(raw: Any) -> Any:
+        return (torch.sigmoid(raw) if key == "probs" else raw).detach().requires_grad_(True)
+
+    def run(score: Any, b: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        got = c.call("call", lambda: loss({**outputs, key: score}, b, stats),
+                     f"loss(outputs, batch, stats) reads outputs[{key!r}] (LossSpec.reads; pass outputs=... for "
+                     "the other keys it reads)")
         c.require(isinstance(got, tuple) and len(got) == 2, "returns (value, terms)", f"returned {type(got).__name__}",
                   "return (scalar tensor, dict of floats), e.g. `return value, {'bce': float(value.detach())}`")
         value, terms = got
@@ -187,29 +194,31 @@ def check_loss(name: str, registry: Registry | None = None, outputs: dict[str, A
                   f"terms are {terms!r:.80}", "log detached Python floats: float(term.detach())")
         return value, terms
 
-    logits = torch.randn(4, len(AUS), requires_grad=True)
-    value, _ = run(logits, batch)
+    score = scores(torch.randn(4, len(AUS), generator=torch.Generator().manual_seed(0)))
+    value, _ = run(score, batch)
     c.require(bool(torch.isfinite(value)), "finite value", f"value {float(value.detach())}", "keep the loss finite")
     value.backward()
-    c.require(logits.grad is not None and logits.grad.abs().sum() > 0, "gradient", "no gradient reached the logits",
-              "compute the loss from outputs['logits'] without detaching")
+    c.require(score.grad is not None and score.grad.abs().sum() > 0, "gradient", f"no gradient reached {key}",
+              f"compute the loss from outputs[{key!r}] without detaching")
     flipped = dict(batch, labels=torch.where(batch["mask"], batch["labels"], 1 - batch["labels"]))
-    again, _ = run(logits.detach(), flipped)
+    again, _ = run(score.detach(), flipped)
     c.require(torch.allclose(again, value.detach()), "masked labels ignored",
               "changing labels where mask is False changed the loss", "weight every term by batch['mask']")
     hole = dict(batch, mask=batch["mask"].clone())
     hole["mask"][:, 0] = False
-    logits = torch.randn(4, len(AUS), requires_grad=True)
-    value, _ = run(logits, hole)
+    score = scores(torch.randn(4, len(AUS), generator=torch.Generator().manual_seed(1)))
+    value, _ = run(score, hole)
     value.backward()
-    c.require(bool(torch.isfinite(value)) and float(logits.grad[:, 0].abs().sum()) == 0, "fully masked AU",
+    c.require(bool(torch.isfinite(value)) and float(score.grad[:, 0].abs().sum()) == 0, "fully masked AU",
               "an AU with no labelled frame in the batch got a gradient or made the loss non-finite",
               "average per AU over valid entries only, and guard divisions by zero")
-    saturated = (30.0 * (1 - 2 * batch["labels"])).requires_grad_(True)  # confidently wrong everywhere
+    wrong = 1 - batch["labels"]  # confidently wrong everywhere
+    saturated = (wrong * (1 - 2e-7) + 1e-7 if key == "probs" else 30.0 * (2 * wrong - 1)).requires_grad_(True)
     value, _ = run(saturated, batch)
     value.backward()
-    c.require(bool(torch.isfinite(value)) and bool(torch.isfinite(saturated.grad).all()), "saturated logits",
-              f"logits of ±30 gave value {float(value.detach())}", "use log-sigmoid / BCE-with-logits forms, not log(sigmoid(x))")
+    c.require(bool(torch.isfinite(value)) and bool(torch.isfinite(saturated.grad).all()), "saturated scores",
+              f"confidently wrong {key} gave value {float(value.detach())}",
+              "use log-sigmoid / BCE-with-logits forms (or clamp probabilities), not log(sigmoid(x))")
     return float(value.detach())
 
 

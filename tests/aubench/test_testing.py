@@ -90,10 +90,57 @@ class BrokenPlugin:
     ("model", "broken-3d", "output shape"),
     ("loss", "broken-bare", "returns (value, terms)"),
     ("loss", "broken-unmasked", "masked labels ignored"),
-    ("loss", "broken-log", "saturated logits"),
+    ("loss", "broken-log", "saturated scores"),
 ])
 def test_the_suite_names_the_component_the_check_and_the_fix(kind, name, check):
     reg = make_registry(("brokenplugin", BrokenPlugin()))
     expected = re.escape(f"{kind} '{name}' (plugin 'brokenplugin') fails the check '{check}'")
     with pytest.raises(ConformanceError, match=expected):
         (check_model if kind == "model" else check_loss)(name, reg)
+
+
+class ScorePlugin:
+    """A model that returns calibrated scores and a loss that trains through them."""
+
+    from aubench import hookimpl
+
+    @staticmethod
+    def model(au_set, stats):
+        import torch
+
+        class M(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = torch.nn.Linear(3, len(au_set))
+
+            def forward(self, batch):
+                return {"probs": torch.sigmoid(self.lin(batch["image"].mean((2, 3))))}
+        return M()
+
+    @staticmethod
+    def loss():
+        import torch
+
+        def fn(outputs, batch, stats):
+            p = outputs["probs"].clamp(1e-6, 1 - 1e-6)
+            y, m = batch["labels"], batch["mask"].float()
+            per_au = -(y * p.log() + (1 - y) * (1 - p).log()).mul(m).sum(0) / m.sum(0).clamp_min(1)
+            value = per_au[m.sum(0) > 0].mean()
+            return value, {"bce": float(value.detach())}
+        return fn
+
+    @hookimpl
+    def aubench_register_models(self):
+        from aubench import ModelSpec
+        return [ModelSpec("score-net", ScorePlugin.model)]
+
+    @hookimpl
+    def aubench_register_losses(self):
+        from aubench import LossSpec
+        return [LossSpec("prob-bce", ScorePlugin.loss, reads=("probs",))]
+
+
+def test_a_score_model_trains_through_probs_and_its_loss_is_checked_through_them():
+    reg = make_registry(("scores", ScorePlugin()))
+    check_model("score-net", reg)
+    check_loss("prob-bce", reg)
