@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from aubench.contract import FirstBatchCheck
 from aubench.data.device import to_device
 from aubench.errors import ConfigError, DatasetError, NonFiniteLossError, ResultExistsError
 from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord
-from aubench.split import CellData, split_cell
+from aubench.split import CellData, FrameSets, frame_sets, split_cell
 
 if TYPE_CHECKING:
     import torch
@@ -91,28 +91,6 @@ class Runtime:
 # --------------------------------------------------------------------------- data on the device
 
 
-@dataclass
-class FrameSets:
-    """The cell's frames as batch sources, and the frozen-backbone features cached for each."""
-
-    train: FrameBatches
-    test: FrameBatches
-    val: FrameBatches | None
-    caches: dict[str, Any] = field(default_factory=dict)
-
-
-def _frame_sets(data: CellData, inputs: tuple[str, ...], threshold: int) -> FrameSets:
-    from aubench.data.loader import FrameBatches
-
-    y_tr, m_tr = data.train_ds.labels(data.train_aus, threshold)
-    y_te, m_te = data.test_ds.labels(data.eval_aus, threshold)
-
-    def frames(ds: Any, rows: np.ndarray, y: np.ndarray, m: np.ndarray) -> FrameBatches:
-        return FrameBatches(ds, rows, y[rows], m[rows], inputs)
-    return FrameSets(frames(data.train_ds, data.train_rows, y_tr, m_tr), frames(data.test_ds, data.test_rows, y_te, m_te),
-                     frames(data.train_ds, data.val_rows, y_tr, m_tr) if len(data.val_rows) else None)
-
-
 def _train_stats(cell: Cell, sets: FrameSets, aus: tuple[int, ...]) -> TrainStats:
     from aubench.stats import TrainStats
 
@@ -149,28 +127,37 @@ def _batches(frames: FrameBatches, rt: Runtime, cfg: DictConfig, cache: Any) -> 
         yield b
 
 
+def _per_frame(fn: Any, frames: FrameBatches, rt: Runtime, cfg: DictConfig, cache: Any = None) -> torch.Tensor:
+    """``fn(batch)`` for every frame of ``frames`` in row order (float32, CPU); a frame met in several
+    clips gets the mean of its outputs, so every frame has exactly one."""
+    import torch
+
+    total, count = None, torch.zeros(len(frames.rows))
+    with torch.inference_mode(), rt.autocast():
+        for b in _batches(frames, rt, cfg, cache):
+            out, pos = fn(b).float().cpu(), b["pos"].cpu()
+            total = (torch.zeros((len(frames.rows), *out.shape[1:])) if total is None else total).index_add_(0, pos, out)
+            count.index_add_(0, pos, torch.ones(len(pos)))
+    return torch.zeros((0, 0)) if total is None else total / count.view(-1, *[1] * (total.ndim - 1))
+
+
 def predict(model: torch.nn.Module, frames: FrameBatches, rt: Runtime, cfg: DictConfig,
             cache: Any = None) -> np.ndarray:
     """Probabilities [N, K] for every frame of ``frames`` in row order (``probs`` or sigmoid of ``logits``)."""
     import torch
 
+    def probs(b: dict[str, Any]) -> torch.Tensor:
+        res = model(b)
+        return res["probs"] if "probs" in res else torch.sigmoid(res["logits"].float())
+
     model.eval()
-    outs = []
-    with torch.inference_mode(), rt.autocast():
-        for b in _batches(frames, rt, cfg, cache):
-            res = model(b)
-            probs = res["probs"] if "probs" in res else torch.sigmoid(res["logits"].float())
-            outs.append(probs.float().cpu().numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+    return _per_frame(probs, frames, rt, cfg, cache).numpy()
 
 
 def _cache_features(model: torch.nn.Module, sets: FrameSets, rt: Runtime, cfg: DictConfig,
                     keys: tuple[str, ...] = ("train", "test", "val")) -> None:
-    """Frozen-backbone features, computed once per frame set, when the model can and the recipe allows it.
-
-    ``engine.cache_features``: ``true``, ``false``, or ``auto`` (cache when the recipe has no
-    augmentation, since features of augmented frames differ every step).
-    """
+    """Frozen-backbone features, computed once per frame set, when the model can and the recipe allows it:
+    ``engine.cache_features`` ``true``, ``false``, or ``auto`` (when the recipe has no augmentation)."""
     import torch
 
     mode = cfg.engine.cache_features
@@ -178,11 +165,8 @@ def _cache_features(model: torch.nn.Module, sets: FrameSets, rt: Runtime, cfg: D
         return
     model.eval()
     for key in keys:
-        if (frames := getattr(sets, key)) is None:
-            continue
-        with torch.inference_mode(), rt.autocast():
-            chunks = [model.extract_frozen(b).to(torch.float16).cpu() for b in _batches(frames, rt, cfg, None)]
-        sets.caches[key] = torch.cat(chunks).clone()  # a normal tensor, usable outside inference mode
+        if (frames := getattr(sets, key)) is not None:
+            sets.caches[key] = _per_frame(model.extract_frozen, frames, rt, cfg).to(torch.float16)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -341,7 +325,7 @@ def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, mode
         train_subjects=data.train_subjects, val_subjects=data.val_subjects, seed=cell.seed,
         aus=list(data.eval_aus), train_aus=list(data.train_aus), positive_threshold=cell.protocol.positive_threshold,
         per_au=ev.metrics["per_au"], f1_avg=ev.metrics["f1_avg"], threshold=ev.metrics["threshold"],
-        n_test_frames=len(sets.test), n_train_frames=len(sets.train), init_checkpoint=init,
+        n_test_frames=len(sets.test.rows), n_train_frames=len(sets.train.rows), init_checkpoint=init,
         selection=("final weights after a fixed schedule" if cfg.selection.rule == "final" else
                    f"best epoch ({fitted.best_epoch}) by F1 on {len(data.val_subjects)} held-out training subjects"),
         postprocess=OmegaConf.to_container(cfg.postprocess, resolve=True),
@@ -372,7 +356,7 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
     try:
         rt = Runtime.for_cell(cell)
         data = split_cell(cell, registry, progress)
-        sets = _frame_sets(data, registry.get("model", cell.config.model.name).inputs, cell.protocol.positive_threshold)
+        sets = frame_sets(data, registry.get("model", cell.config.model.name).inputs, cell)
         stats = _train_stats(cell, sets, data.train_aus)
         model = build_model(cell.config, registry, data.train_aus, stats,
                             {"seed": cell.seed, "fold": cell.fold.name, "run_dir": cell.run_dir})

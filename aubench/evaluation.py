@@ -73,9 +73,9 @@ def evaluate_checkpoint(ckpt: HubCheckpoint, registry: Registry, protocol: str, 
 
     from aubench.build import build_model
     from aubench.cells import Cell, _fold
-    from aubench.engine import FitResult, Runtime, _cache_features, _frame_sets, _record, evaluate
+    from aubench.engine import FitResult, Runtime, _cache_features, _record, evaluate
     from aubench.results import cell_dir, variant_name
-    from aubench.split import split_cell
+    from aubench.split import frame_sets, split_cell
     from aubench.stats import TrainStats
 
     t_start, meta = time.time(), ckpt.meta
@@ -101,7 +101,7 @@ def evaluate_checkpoint(ckpt: HubCheckpoint, registry: Registry, protocol: str, 
     for w in caught:
         warnings.warn(str(w.message), stacklevel=2)
     data.train_aus = tuple(meta.au_set)  # the model's outputs; scored AUs are mapped by number
-    sets = _frame_sets(data, registry.get("model", cfg.model.name).inputs, proto.positive_threshold)
+    sets = frame_sets(data, registry.get("model", cfg.model.name).inputs, cell)
     stats = TrainStats.from_labels(data.train_aus, sets.train.labels, sets.train.mask)
     model = build_model(cfg, registry, data.train_aus, stats,
                         {"seed": cell.seed, "fold": f.name, "run_dir": cell.run_dir})

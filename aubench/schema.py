@@ -26,6 +26,7 @@ NUMBER = (int, float)
 HARNESS_KEYS: dict[str, Any] = {
     "model": "section", "loss": "section", "optim": "section", "sched": "section", "augment": "section",
     "input": "section", "selection": "section", "postprocess": "section", "init": "section", "engine": "section",
+    "clip": "section",
     "epochs": (int,), "batch_size": (int,), "seed": (int,), "protocol": (str, type(None)),
     "fold": (str, int, type(None)), "preset": (str,), "runs_dir": (str,), "overwrite": (bool,),
     "method_name": (str,), "overrides": (list,), "description": (str,),
@@ -34,6 +35,7 @@ HARNESS_KEYS: dict[str, Any] = {
 SECTIONS: dict[str, dict[str, Any]] = {
     "engine": {"device": (str,), "amp": (bool,), "channels_last": (bool,), "compile": (bool,), "num_workers": (int,),
                "eval_batch_size": (int,), "cache_features": {True, False, "auto"}, "threads": (int, type(None))},
+    "clip": {"length": (int,), "stride": (int,)},
     "init": {"checkpoint": (str, type(None)), "strict": (bool,), "from": (dict, type(None))},
     "selection": {"rule": {"final", "val"}, "val_subjects": (int,)},
     "postprocess": {"name": {"none", "moving_average"}, "window": (int,)},

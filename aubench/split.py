@@ -1,7 +1,7 @@
 """A protocol fold → the cell's training, validation and test subjects, frames and AUs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,10 +10,11 @@ from aubench.errors import ConfigError
 
 if TYPE_CHECKING:
     from aubench.cells import Cell
+    from aubench.data.loader import FrameBatches
     from aubench.data.prepared import PreparedDataset
     from aubench.registry import Registry
 
-__all__ = ["CellData", "split_cell"]
+__all__ = ["CellData", "FrameSets", "split_cell", "frame_sets"]
 
 
 @dataclass
@@ -74,3 +75,26 @@ def split_cell(cell: Cell, registry: Registry, progress: bool = True) -> CellDat
     return CellData(train_ds, test_ds, train_ds.rows_for(train_subjects), test_ds.rows_for(test_subjects),
                     train_ds.rows_for(val_subjects) if val_subjects else np.zeros(0, int),
                     train_aus, tuple(proto.eval_aus), train_subjects, val_subjects)
+
+
+@dataclass
+class FrameSets:
+    """The cell's frames as batch sources, and the frozen-backbone features cached for each."""
+
+    train: FrameBatches
+    test: FrameBatches
+    val: FrameBatches | None
+    caches: dict[str, Any] = field(default_factory=dict)
+
+
+def frame_sets(data: CellData, inputs: tuple[str, ...], cell: Cell) -> FrameSets:
+    """Training, test and validation frames (or clips of frames, with the recipe's ``clip``)."""
+    from aubench.data.loader import FrameBatches
+
+    y_tr, m_tr = data.train_ds.labels(data.train_aus, cell.protocol.positive_threshold)
+    y_te, m_te = data.test_ds.labels(data.eval_aus, cell.protocol.positive_threshold)
+
+    def frames(ds: Any, rows: np.ndarray, y: np.ndarray, m: np.ndarray) -> FrameBatches:
+        return FrameBatches(ds, rows, y[rows], m[rows], inputs, cell.config.get("clip"))
+    return FrameSets(frames(data.train_ds, data.train_rows, y_tr, m_tr), frames(data.test_ds, data.test_rows, y_te, m_te),
+                     frames(data.train_ds, data.val_rows, y_tr, m_tr) if len(data.val_rows) else None)

@@ -93,11 +93,30 @@ class ShapeToy(nn.Module):
         return {"logits": logits[..., None] if self.extra_dim else logits}
 
 
+class ClipToy(nn.Module):
+    """A temporal model: frames of a clip are averaged over time with learned per-offset weights.
+    Records every batch's clip layout (to check the loader and the per-clip augmentation)."""
+
+    seen: list = []
+
+    def __init__(self, au_set, stats=None):
+        super().__init__()
+        self.frame = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, len(au_set)))
+        self.time = nn.Conv1d(len(au_set), len(au_set), 3, padding=1)
+
+    def forward(self, batch):
+        clips = int(batch["clip"].max()) + 1
+        ClipToy.seen.append({k: batch[k].cpu() for k in ("clip", "video", "frame", "pos")} | {"image": batch["image"]})
+        x = self.frame(batch["image"]).view(clips, -1, self.time.in_channels)  # [C, L, K]
+        return {"logits": (x + self.time(x.transpose(1, 2)).transpose(1, 2)).reshape(-1, x.shape[-1])}
+
+
 class ToyComponents:
     @hookimpl
     def aubench_register_models(self):
         return [ModelSpec("frozen_toy", FrozenToy), ModelSpec("warmup_toy", WarmupToy),
-                ModelSpec("inputs_toy", InputsToy, inputs=("landmarks", "parsing")), ModelSpec("shape_toy", ShapeToy)]
+                ModelSpec("inputs_toy", InputsToy, inputs=("landmarks", "parsing")), ModelSpec("shape_toy", ShapeToy),
+                ModelSpec("clip_toy", ClipToy)]
 
     @hookimpl
     def aubench_register_losses(self):

@@ -34,14 +34,15 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: Any, gen: torch.Generator
     img = batch["image"]
     B, _, H, W = img.shape
     dev = img.device
+    group = _groups(batch, B)  # the frames of one clip share their draws
 
     def u(lo: float, hi: float) -> torch.Tensor:
-        return (torch.rand(B, generator=gen) * (hi - lo) + lo).to(dev)
+        return (torch.rand(len(group.unique()), generator=gen) * (hi - lo) + lo)[group].to(dev)
 
     rot = float(cfg.get("rotate", 0) or 0)
     sc = cfg.get("scale") or [1.0, 1.0]
     sh = float(cfg.get("shift", 0) or 0)
-    flip = (torch.rand(B, generator=gen) < float(cfg.get("hflip", 0) or 0)).to(dev)
+    flip = (torch.rand(len(group.unique()), generator=gen) < float(cfg.get("hflip", 0) or 0))[group].to(dev)
     angle = u(-rot, rot) * math.pi / 180
     scale = u(float(sc[0]), float(sc[1]))
     tx, ty = u(-sh, sh) * 2 / W, u(-sh, sh) * 2 / H
@@ -84,6 +85,11 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: Any, gen: torch.Generator
     return batch
 
 
+def _groups(batch: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    """Which draw each image uses: its clip's (``batch["clip"]``), or its own."""
+    return batch["clip"].cpu() if "clip" in batch else torch.arange(n)
+
+
 def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotate each image's colours by ``angle`` (radians) about the grey axis (a hue shift, [B,3,H,W])."""
     c, s = torch.cos(angle), torch.sin(angle)
@@ -105,9 +111,10 @@ def crop_batch(batch: dict[str, torch.Tensor], size: int, gen: torch.Generator |
     if gen is None:
         oy = torch.full((B,), (H - size) // 2)
         ox = torch.full((B,), (W - size) // 2)
-    else:
-        oy = torch.randint(0, H - size + 1, (B,), generator=gen)
-        ox = torch.randint(0, W - size + 1, (B,), generator=gen)
+    else:  # one place per clip
+        group = _groups(batch, B)
+        oy = torch.randint(0, H - size + 1, (len(group.unique()),), generator=gen)[group]
+        ox = torch.randint(0, W - size + 1, (len(group.unique()),), generator=gen)[group]
     oy, ox = oy.to(img.device), ox.to(img.device)
     ar = torch.arange(size, device=img.device)
     ys, xs = (oy[:, None] + ar)[:, :, None], (ox[:, None] + ar)[:, None, :]

@@ -6,6 +6,7 @@ the engine does augmentation and normalisation on the device, so nothing is deco
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,17 +17,43 @@ from aubench.errors import DatasetError
 __all__ = ["FrameBatches", "make_loader"]
 
 
+def clip_table(index: Any, length: int, stride: int) -> np.ndarray:
+    """Clips of ``length`` consecutive frames of one video, every ``stride`` frames: an array [n_clips,
+    length] of positions into ``index`` (rows of a prepared index). The last clip of a video ends on its
+    last frame, so every frame is in a clip; a video shorter than ``length`` repeats its last frame."""
+    clips = []
+    order = index.reset_index(drop=True).sort_values(["subject", "video", "frame"], kind="stable")
+    for _, group in order.groupby(["subject", "video"], sort=False):
+        pos = group.index.to_numpy()
+        if len(pos) < length:
+            pos = np.concatenate([pos, np.full(length - len(pos), pos[-1])])
+        starts = list(range(0, len(pos) - length + 1, stride))
+        if starts[-1] + length < len(pos):
+            starts.append(len(pos) - length)
+        clips += [pos[s:s + length] for s in starts]
+    return np.stack(clips) if clips else np.zeros((0, length), np.int64)
+
+
 class FrameBatches(torch.utils.data.Dataset):
     """Indexed by a *list* of positions; returns a whole batch as a dict of tensors.
 
     Keys: ``image`` uint8 [B,3,H,W] (``x`` float32 [B,D] instead for a vector dataset), ``labels`` float
     [B,K], ``mask`` bool [B,K], ``row`` int64 [B] (row in the prepared dataset), ``pos`` int64 [B]
     (position in ``rows``), and ``landmarks`` [B,68,2] / ``parsing`` uint8 [B,H,W] when asked.
+
+    With ``clip`` (``{"length": L, "stride": S}``, L > 1) an item is a clip of L consecutive frames of
+    one video (:func:`clip_table`): a batch of C clips holds C x L frames in clip order, flat (so every
+    per-frame key keeps its shape), plus ``clip`` int64 [C*L] (the clip of each frame in the batch),
+    ``video`` int64 and ``frame`` int64. A model reshapes to [C, L, ...] and returns one prediction per
+    frame; frames in several clips are averaged at prediction.
     """
 
     def __init__(self, data: PreparedDataset, rows: np.ndarray, labels: np.ndarray, mask: np.ndarray,
-                 inputs: Sequence[str] = ()):
+                 inputs: Sequence[str] = (), clip: Any = None):
         self.data, self.rows, self.labels, self.mask = data, np.asarray(rows), labels, mask
+        length = int((clip or {}).get("length", 1) or 1)
+        self.clips = (clip_table(data.index.iloc[self.rows][["subject", "video", "frame"]], length,
+                                 int(clip.get("stride", length) or length)) if length > 1 else None)
         for key in inputs:
             if key == "landmarks" and data.landmarks is None or key == "parsing" and data.parsing is None:
                 raise DatasetError(
@@ -36,10 +63,14 @@ class FrameBatches(torch.utils.data.Dataset):
         self.inputs = tuple(inputs)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) if self.clips is None else len(self.clips)
 
     def __getitem__(self, positions: Sequence[int]) -> dict[str, torch.Tensor]:
-        pos = np.sort(np.asarray(positions))
+        if self.clips is None:
+            pos = np.sort(np.asarray(positions))
+        else:
+            chosen = self.clips[np.sort(np.asarray(positions))]
+            pos = chosen.reshape(-1)
         rows = self.rows[pos]
         if self.data.features is not None:  # a vector dataset
             batch = {"x": torch.from_numpy(np.ascontiguousarray(self.data.features[rows]))}
@@ -55,6 +86,12 @@ class FrameBatches(torch.utils.data.Dataset):
             batch["landmarks"] = torch.from_numpy(np.ascontiguousarray(self.data.landmarks[rows]))
         if "parsing" in self.inputs:
             batch["parsing"] = torch.from_numpy(np.ascontiguousarray(self.data.parsing[rows]))
+        if self.clips is not None:
+            index = self.data.index.iloc[rows]
+            keys = (index["subject"] + "/" + index["video"]).to_numpy()
+            batch["clip"] = torch.arange(len(chosen)).repeat_interleave(chosen.shape[1])
+            batch["video"] = torch.from_numpy(np.unique(keys, return_inverse=True)[1].astype(np.int64))
+            batch["frame"] = torch.from_numpy(index["frame"].to_numpy().astype(np.int64))
         return batch
 
 

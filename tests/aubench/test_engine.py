@@ -244,3 +244,31 @@ def test_init_checkpoint_refuses_weights_trained_on_the_test_subjects(reg, tmp_p
                     runs_dir=tmp_path / "c")[0]
     rec = run_cell(ok, reg, progress=False)
     assert rec.init_checkpoint["fold"] == "1" and rec.init_checkpoint["skipped_tensors"] == 0
+
+
+def test_clips_of_consecutive_frames_train_and_every_test_frame_gets_exactly_one_prediction(reg, runs):
+    import pandas as pd
+    from toy_components import ClipToy
+
+    from aubench.data.loader import clip_table
+    index = pd.DataFrame({"subject": ["a"] * 5 + ["b"] * 2, "video": ["v"] * 7, "frame": [5, 1, 2, 3, 4, 1, 2]})
+    assert clip_table(index, 3, 2).tolist() == [[1, 2, 3], [3, 4, 0], [5, 6, 6]]  # sorted by frame; padded
+    ClipToy.seen.clear()
+    cell = plan_cells(reg, "vmnc-bce", "tiny-cross", overrides=[*FAST, "model={name: clip_toy}", "+clip.length=4",
+                                                                 "+clip.stride=3", "augment.hflip=0.5"], runs_dir=runs)[0]
+    rec = run_cell(cell, reg, progress=False)
+    pred = np.load(cell.run_dir / "predictions.npz")
+    assert len(pred["frame"]) == rec.n_test_frames == len(set(zip(pred["subject"], pred["video"], pred["frame"])))
+    train = ClipToy.seen[0]
+    assert len(train["clip"]) % 4 == 0 and (train["clip"].view(-1, 4) == train["clip"].view(-1, 4)[:, :1]).all()
+    frames = train["frame"].view(-1, 4)
+    assert ((frames[:, 1:] - frames[:, :-1]) >= 0).all()  # consecutive frames of one video
+    import torch
+
+    from aubench.data.augment import augment_batch
+
+    img = torch.rand(1, 3, 8, 8).expand(8, 3, 8, 8).clone()
+    out = augment_batch({"image": img.clone(), "clip": torch.arange(2).repeat_interleave(4)},
+                        {"hflip": 0.5}, torch.Generator().manual_seed(3))["image"]
+    per_frame = [bool(torch.equal(o, i.flip(-1))) for o, i in zip(out, img)]
+    assert per_frame[:4] in ([True] * 4, [False] * 4) and per_frame[4:] in ([True] * 4, [False] * 4)

@@ -119,7 +119,6 @@ class ScorePlugin:
 
     @staticmethod
     def loss():
-        import torch
 
         def fn(outputs, batch, stats):
             p = outputs["probs"].clamp(1e-6, 1 - 1e-6)
