@@ -35,7 +35,7 @@ CELL_KEYS = ("protocol", "fold", "seed", "runs_dir", "overwrite", "preset")
 #: options that cannot change a result: they neither fork a recipe variant (run folder, leaderboard row)
 #: nor enter the recipe hash. Every other key does, engine options included (device, amp, compile,
 #: channels_last, cache_features: float16 features, eval_batch_size: batched floating-point order).
-RESULT_NEUTRAL = ("engine.threads", "engine.num_workers")
+RESULT_NEUTRAL = ("engine.threads", "engine.num_workers", "engine.feature_store")
 
 
 def _flat_keys(cfg: Any, prefix: str = "") -> list[str]:

@@ -28,6 +28,7 @@ from aubench.checkpoints import (
 from aubench.contract import FirstBatchCheck
 from aubench.data.device import to_device
 from aubench.errors import ConfigError, DatasetError, NonFiniteLossError, ResultExistsError
+from aubench.features import cache_features, per_frame
 from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord
 from aubench.split import CellData, FrameSets, frame_sets, split_cell
 
@@ -116,31 +117,6 @@ def _check_input_kind(model: torch.nn.Module, cell: Cell, data: CellData) -> Non
                               f"{hint}{about}")
 
 
-def _batches(frames: FrameBatches, rt: Runtime, cfg: DictConfig, cache: Any) -> Any:
-    """Evaluation batches in row order, on the device, with cached features when there are some."""
-    from aubench.data.loader import make_loader
-
-    for batch in make_loader(frames, int(cfg.engine.eval_batch_size), shuffle=False):
-        b = to_device(batch, rt.device, rt.channels_last, cfg, None)
-        if cache is not None:
-            b["features"] = cache[batch["pos"]].to(rt.device)
-        yield b
-
-
-def _per_frame(fn: Any, frames: FrameBatches, rt: Runtime, cfg: DictConfig, cache: Any = None) -> torch.Tensor:
-    """``fn(batch)`` for every frame of ``frames`` in row order (float32, CPU); a frame met in several
-    clips gets the mean of its outputs, so every frame has exactly one."""
-    import torch
-
-    total, count = None, torch.zeros(len(frames.rows))
-    with torch.inference_mode(), rt.autocast():
-        for b in _batches(frames, rt, cfg, cache):
-            out, pos = fn(b).float().cpu(), b["pos"].cpu()
-            total = (torch.zeros((len(frames.rows), *out.shape[1:])) if total is None else total).index_add_(0, pos, out)
-            count.index_add_(0, pos, torch.ones(len(pos)))
-    return torch.zeros((0, 0)) if total is None else total / count.view(-1, *[1] * (total.ndim - 1))
-
-
 def predict(model: torch.nn.Module, frames: FrameBatches, rt: Runtime, cfg: DictConfig,
             cache: Any = None) -> np.ndarray:
     """Probabilities [N, K] for every frame of ``frames`` in row order (``probs`` or sigmoid of ``logits``)."""
@@ -151,22 +127,7 @@ def predict(model: torch.nn.Module, frames: FrameBatches, rt: Runtime, cfg: Dict
         return res["probs"] if "probs" in res else torch.sigmoid(res["logits"].float())
 
     model.eval()
-    return _per_frame(probs, frames, rt, cfg, cache).numpy()
-
-
-def _cache_features(model: torch.nn.Module, sets: FrameSets, rt: Runtime, cfg: DictConfig,
-                    keys: tuple[str, ...] = ("train", "test", "val")) -> None:
-    """Frozen-backbone features, computed once per frame set, when the model can and the recipe allows it:
-    ``engine.cache_features`` ``true``, ``false``, or ``auto`` (when the recipe has no augmentation)."""
-    import torch
-
-    mode = cfg.engine.cache_features
-    if not hasattr(model, "extract_frozen") or not (mode is True or (mode == "auto" and not cfg.get("augment"))):
-        return
-    model.eval()
-    for key in keys:
-        if (frames := getattr(sets, key)) is not None:
-            sets.caches[key] = _per_frame(model.extract_frozen, frames, rt, cfg).to(torch.float16)
+    return per_frame(probs, frames, rt, cfg, cache).numpy()
 
 
 # --------------------------------------------------------------------------- fitting
@@ -248,7 +209,7 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
                                                  **loader_kw)):
             b = to_device(batch, rt.device, rt.channels_last, cfg, gen)
             if "train" in sets.caches:
-                b["features"] = sets.caches["train"][batch["pos"]].to(rt.device)
+                b["features"] = sets.caches["train"].take(batch["pos"], rt.device)
             first = check if epoch == start and step == 0 else None
             for k, v in _step(fwd, losses, b, stats, rt, opts, epoch, step, first).items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -363,7 +324,7 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         _check_input_kind(model, cell, data)
         init = load_init_weights(model, cell, data)  # None: from scratch
         rt.place(model)
-        _cache_features(model, sets, rt, cell.config)
+        cache_features(model, sets, rt, cell.config)
         fitted = fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress)
         ev = evaluate(model, cell, data, sets, rt)
         versions = registry.versions_for(cell.config)

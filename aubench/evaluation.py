@@ -73,7 +73,8 @@ def evaluate_checkpoint(ckpt: HubCheckpoint, registry: Registry, protocol: str, 
 
     from aubench.build import build_model
     from aubench.cells import Cell, _fold
-    from aubench.engine import FitResult, Runtime, _cache_features, _record, evaluate
+    from aubench.engine import FitResult, Runtime, _record, evaluate
+    from aubench.features import cache_features
     from aubench.results import cell_dir, variant_name
     from aubench.split import frame_sets, split_cell
     from aubench.stats import TrainStats
@@ -114,7 +115,7 @@ def evaluate_checkpoint(ckpt: HubCheckpoint, registry: Registry, protocol: str, 
     rt = Runtime.for_cell(cell)
     rt.place(model)
     cell.run_dir.mkdir(parents=True, exist_ok=True)
-    _cache_features(model, sets, rt, cfg, keys=("test",))
+    cache_features(model, sets, rt, cfg, keys=("test",))
     ev = evaluate(model, cell, data, sets, rt)
     init = {"source": ckpt.source, "origin": origin, "revision": ckpt.revision, "evaluated": True,
             "trained_protocol": meta.protocol, "trained_fold": meta.fold, "trained_dataset": meta.train_dataset,

@@ -27,6 +27,18 @@ class FrozenToy(nn.Module):
         return {"logits": self.head(feats)}
 
 
+class FrozenDictToy(FrozenToy):
+    """Like FrozenToy, with two frozen tensors per frame (a vector and a small map)."""
+
+    def extract_frozen(self, batch):
+        FrozenToy.backbone_calls += 1
+        return {"vec": self.backbone(batch["image"]), "map": nn.functional.adaptive_avg_pool2d(batch["image"], 2)}
+
+    def forward(self, batch):
+        feats = batch["features"] if "features" in batch else self.extract_frozen(batch)
+        return {"logits": self.head(feats["vec"].float()) + feats["map"].float().mean((1, 2, 3))[:, None]}
+
+
 class WarmupToy(nn.Module):
     """Two optimisers; the 'order' parameter's optimiser starts at epoch 1 (0-based), like MONET's warm-up."""
 
@@ -116,7 +128,8 @@ class ToyComponents:
     def aubench_register_models(self):
         return [ModelSpec("frozen_toy", FrozenToy), ModelSpec("warmup_toy", WarmupToy),
                 ModelSpec("inputs_toy", InputsToy, inputs=("landmarks", "parsing")), ModelSpec("shape_toy", ShapeToy),
-                ModelSpec("clip_toy", ClipToy)]
+                ModelSpec("clip_toy", ClipToy),
+                ModelSpec("frozen_dict_toy", FrozenDictToy)]
 
     @hookimpl
     def aubench_register_losses(self):

@@ -163,6 +163,23 @@ def test_frozen_features_are_cached_once_without_augmentation(reg, runs):
     assert FrozenToy.backbone_calls > eval_batches  # augmentation on: features are recomputed per step
 
 
+def test_features_on_disk_are_shared_across_cells_hold_several_tensors_and_equal_memory_ones(reg, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
+    base = ["model={name:frozen_dict_toy}", "epochs=2", "batch_size=8", "engine.cache_features=true"]
+    memory = run_cell(one_cell(reg, tmp_path / "m", overrides=base), reg, progress=False)
+    FrozenToy.backbone_calls = 0
+    disk = run_cell(one_cell(reg, tmp_path / "d", overrides=[*base, "engine.feature_store=disk"]), reg, progress=False)
+    assert FrozenToy.backbone_calls > 0 and disk.per_au == memory.per_au  # the store never changes a number
+    assert len(list((tmp_path / "home" / "features").iterdir())) == 2  # train and test frames
+    FrozenToy.backbone_calls = 0
+    again = run_cell(one_cell(reg, tmp_path / "e", overrides=[*base, "engine.feature_store=disk", "optim.lr=0.01"]),
+                     reg, progress=False)  # another recipe, the same frozen weights and frames: the same features
+    assert FrozenToy.backbone_calls == 0 and disk.config_hash == memory.config_hash != again.config_hash
+    FrozenToy.backbone_calls = 0
+    run_cell(one_cell(reg, tmp_path / "f", seed=1, overrides=[*base, "engine.feature_store=disk"]), reg, progress=False)
+    assert FrozenToy.backbone_calls == 2  # another seed draws other frozen weights: computed again
+
+
 def test_second_optimiser_waits_for_its_start_epoch(reg, tmp_path):
     from safetensors.torch import load_file
 

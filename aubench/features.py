@@ -1,0 +1,142 @@
+"""Per-frame computation over a frame set, and the frozen-backbone feature cache.
+
+A model with a frozen backbone exposes ``extract_frozen(batch)``, returning a tensor or a dict of
+tensors per frame (several feature maps, e.g. a global vector and a spatial map). With
+``engine.cache_features`` the engine computes them once per frame set and passes them to ``forward``
+as ``batch["features"]``: ``auto`` caches when the recipe has no augmentation; ``true`` always,
+which with augmentation means the features of the *un-augmented* frame (a frozen branch that should
+not see the augmentation), while ``image`` is augmented as usual; ``false`` never.
+
+``engine.feature_store``: ``memory`` (default) keeps the cache in RAM; ``disk`` writes it once under
+``$AUBENCH_HOME/features/<key>/`` as float16 ``.npy`` files, memory-mapped on use and shared by every
+cell whose key matches: the frozen weights, the dataset fingerprint, the frames, the input size,
+normalisation and test view, and the model section of the recipe. Features never depend on how they
+are stored, so the store is a result-neutral option.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aubench.data.device import to_device
+
+if TYPE_CHECKING:
+    import torch
+    from omegaconf import DictConfig
+
+    from aubench.data.loader import FrameBatches
+    from aubench.engine import Runtime
+    from aubench.split import FrameSets
+
+__all__ = ["FeatureCache", "per_frame", "cache_features", "feature_key"]
+
+
+class FeatureCache:
+    """Cached features of a frame set, by frame position: one tensor, or several by name."""
+
+    def __init__(self, arrays: dict[str, Any], single: bool):
+        self.arrays, self.single = arrays, single
+
+    def take(self, pos: torch.Tensor, device: str) -> Any:
+        import torch
+
+        index = pos.cpu().numpy()
+        out = {k: (torch.from_numpy(np.ascontiguousarray(a[index])) if isinstance(a, np.ndarray) else a[pos.cpu()])
+               .to(device) for k, a in self.arrays.items()}
+        return out[""] if self.single else out
+
+
+def batches(frames: FrameBatches, rt: Runtime, cfg: DictConfig, cache: FeatureCache | None) -> Iterator[dict[str, Any]]:
+    """Evaluation batches in loader order, on the device, with cached features when there are some."""
+    from aubench.data.loader import make_loader
+
+    for batch in make_loader(frames, int(cfg.engine.eval_batch_size), shuffle=False):
+        b = to_device(batch, rt.device, rt.channels_last, cfg, None)
+        if cache is not None:
+            b["features"] = cache.take(batch["pos"], rt.device)
+        yield b
+
+
+def per_frame(fn: Callable[[dict[str, Any]], Any], frames: FrameBatches, rt: Runtime, cfg: DictConfig,
+              cache: FeatureCache | None = None) -> Any:
+    """``fn(batch)`` (a tensor, or a dict of tensors) for every frame of ``frames`` in row order, float32 on
+    the CPU; a frame met in several clips gets the mean of its outputs, so every frame has exactly one."""
+    import torch
+
+    totals: dict[str, torch.Tensor] = {}
+    count, single = torch.zeros(len(frames.rows)), True
+    with torch.inference_mode(), rt.autocast():
+        for b in batches(frames, rt, cfg, cache):
+            out, pos = fn(b), b["pos"].cpu()
+            single = not isinstance(out, dict)
+            for key, value in ({"": out} if single else out).items():
+                value = value.float().cpu()
+                totals.setdefault(key, torch.zeros((len(frames.rows), *value.shape[1:]))).index_add_(0, pos, value)
+            count.index_add_(0, pos, torch.ones(len(pos)))
+    means = {k: t / count.view(-1, *[1] * (t.ndim - 1)) for k, t in totals.items()}
+    if not means:
+        return torch.zeros((0, 0))
+    return means[""] if single else means
+
+
+def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig) -> str:
+    """What the cached features depend on: frozen weights, data, frames, input view and the model recipe."""
+    from omegaconf import OmegaConf
+
+    digest, params = hashlib.sha256(), dict(model.named_parameters())
+    for name, tensor in sorted(model.state_dict().items()):
+        if name not in params or not params[name].requires_grad:
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    view = {"model": OmegaConf.to_container(cfg.model, resolve=True), "input": OmegaConf.to_container(cfg.get("input") or {}),
+            "crop": (cfg.get("augment") or {}).get("crop"), "data": frames.data.fingerprint}
+    digest.update(json.dumps(view, sort_keys=True, default=str).encode() + np.asarray(frames.rows).tobytes())
+    return digest.hexdigest()[:20]
+
+
+def _on_disk(model: torch.nn.Module, frames: FrameBatches, rt: Runtime, cfg: DictConfig) -> FeatureCache:
+    from aubench.data.prepared import aubench_home
+
+    root = aubench_home() / "features" / feature_key(model, frames, cfg)
+    if not (root / "meta.json").is_file():
+        out = per_frame(model.extract_frozen, frames, rt, cfg)
+        named = {"": out} if not isinstance(out, dict) else out
+        tmp = root.with_name(root.name + f".partial{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for i, value in enumerate(named.values()):
+            np.save(tmp / f"{i}.npy", value.numpy().astype(np.float16))
+        (tmp / "meta.json").write_text(json.dumps({"names": list(named), "single": not isinstance(out, dict),
+                                                   "frames": len(frames.rows)}))
+        try:
+            os.replace(tmp, root)
+        except OSError:  # another process wrote the same features first
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = json.loads((root / "meta.json").read_text())
+    return FeatureCache({n: np.load(root / f"{i}.npy", mmap_mode="r") for i, n in enumerate(meta["names"])},
+                        meta["single"])
+
+
+def cache_features(model: torch.nn.Module, sets: FrameSets, rt: Runtime, cfg: DictConfig,
+                   keys: tuple[str, ...] = ("train", "test", "val")) -> None:
+    """Fill ``sets.caches`` when the model has a frozen backbone and the recipe allows it (module doc)."""
+    import torch
+
+    mode = cfg.engine.cache_features
+    if not hasattr(model, "extract_frozen") or not (mode is True or (mode == "auto" and not cfg.get("augment"))):
+        return
+    model.eval()
+    for key in keys:
+        if (frames := getattr(sets, key)) is None:
+            continue
+        if cfg.engine.get("feature_store", "memory") == "disk":
+            sets.caches[key] = _on_disk(model, frames, rt, cfg)
+        else:
+            out = per_frame(model.extract_frozen, frames, rt, cfg)
+            named = {"": out} if not isinstance(out, dict) else out
+            sets.caches[key] = FeatureCache({k: v.to(torch.float16) for k, v in named.items()}, not isinstance(out, dict))
