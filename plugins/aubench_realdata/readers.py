@@ -62,15 +62,24 @@ def read_bp4d_csv(path: Path, aus: tuple[int, ...], scan: Scan) -> tuple[np.ndar
                  "AU_OCC files start with a header row '0,1,2,...' (frame, then AU numbers); replace this file")
         return None
     cols = [header.index(str(a)) for a in aus]
-    frames, codes = [], []
+    frames, codes, first_line = [], [], {}
     for lineno, line in enumerate(lines[1:], start=2):
         cells = line.split(",")
-        if len(cells) < len(header):
-            scan.add("warning", f"{path}:{lineno}", f"has {len(cells)} cells, the header has {len(header)} "
-                     "(truncated row); the row is skipped", "copy this file again if rows are missing")
+        if len(cells) < len(header) and lineno == len(lines):
+            scan.add("warning", f"{path}:{lineno}", f"the file ends inside its last row ({len(cells)} of {len(header)} "
+                     "cells: truncated); the row is skipped", "copy this file again if rows are missing")
+            continue
+        if len(cells) != len(header):
+            scan.add("error", f"{path}:{lineno}", f"has {len(cells)} cells, the header has {len(header)}; its AU "
+                     "columns cannot be trusted (a cell inserted or lost shifts every label after it)",
+                     "fix this row or copy the file again from the distribution")
+            continue
+        frame = _integer(cells[0])
+        if frame is None:
+            scan.add("error", f"{path}:{lineno}", f"frame number {cells[0].strip()!r} is not a whole number",
+                     "fix this row or copy the file again from the distribution")
             continue
         try:
-            frame = int(float(cells[0]))
             row = [int(float(cells[c])) for c in cols]
         except ValueError:
             scan.add("error", f"{path}:{lineno}", f"has a non-numeric cell in {cells[:3]}...",
@@ -81,9 +90,28 @@ def read_bp4d_csv(path: Path, aus: tuple[int, ...], scan: Scan) -> tuple[np.ndar
             scan.add("warning", f"{path}:{lineno}", f"has codes {sorted(set(bad))} outside 0/1/9; they are treated "
                      "as unknown", "check this file against the original distribution")
             row = [v if v in (0, 1, 9) else 9 for v in row]
+        if frame in first_line:
+            earlier = first_line[frame]
+            if codes[earlier[1]] != row:
+                scan.add("error", f"{path}:{lineno}", f"repeats frame {frame} of line {earlier[0]} with other labels",
+                         "keep the right row and delete the other")
+            else:
+                scan.add("warning", f"{path}:{lineno}", f"repeats frame {frame} of line {earlier[0]} with the same "
+                         "labels; the repeat is ignored", "delete the repeated row")
+            continue
+        first_line[frame] = (lineno, len(codes))
         frames.append(frame)
         codes.append(row)
     return np.asarray(frames, np.int64), np.asarray(codes, np.int16).reshape(-1, len(aus))
+
+
+def _integer(cell: str) -> int | None:
+    """A frame number: a whole number ("129" or "129.0"), else None ("129.6", "abc")."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
 
 
 def _frame_index(seq_dir: Path) -> dict[int, Path]:
@@ -186,34 +214,59 @@ def read_disfa_labels(folder: Path, sn: str, scan: Scan,
             per_au[au] = {}
             continue
         values: dict[int, int] = {}
+        lines_of: dict[int, int] = {}
         for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
             if not line.strip():
                 continue
+            parts = line.split(",")
+            frame = _integer(parts[0]) if len(parts) >= 2 else None
             try:
-                frame, inten = (int(float(x)) for x in line.split(",")[:2])
+                inten = int(float(parts[1])) if frame is not None else None
             except ValueError:
-                scan.add("error", f"{path}:{lineno}", f"is not 'frame,intensity' ({line[:30]!r})",
-                         "fix or replace this label file")
+                inten = None
+            if frame is None or inten is None:
+                scan.add("error", f"{path}:{lineno}", f"is not 'frame,intensity' with a whole frame number "
+                         f"({line[:30]!r})", "fix or replace this label file")
                 return None
+            if frame < 1:
+                scan.add("warning", f"{path}:{lineno}", f"names frame {frame}; DISFA frames are numbered from 1, so "
+                         "the line is ignored", "check whether this file is 0-based (then every label is shifted)")
+                continue
             if not 0 <= inten <= 5:
                 scan.add("warning", f"{path}:{lineno}", f"intensity {inten} is outside 0-5; treated as unknown",
                          "check this file against the distribution")
                 inten = UNKNOWN
-            values[frame] = inten
+            if frame in values:
+                same = values[frame] == inten
+                scan.add("warning" if same else "error", f"{path}:{lineno}",
+                         f"repeats frame {frame} of line {lines_of[frame]}"
+                         + (" with the same intensity; the repeat is ignored" if same else f" with intensity {inten} "
+                            f"instead of {values[frame]}"), "delete the repeated line" if same else
+                         "keep the right line and delete the other")
+                if not same:
+                    return None
+                continue
+            values[frame], lines_of[frame] = inten, lineno
         per_au[au] = values
-    n = max((max(v) for v in per_au.values() if v), default=0)
-    if n == 0:
+    ends = [max(v) for v in per_au.values() if v]
+    if not ends:
         scan.add("error", folder, "has no readable labels", "copy this subject's ActionUnit_Labels folder again")
         return None
+    n = max(set(ends), key=lambda e: (ends.count(e), e))  # where most files end (one stray line cannot move it)
     frames = np.arange(1, n + 1)
     codes = np.full((n, len(aus)), UNKNOWN, np.int16)
     for j, au in enumerate(aus):
         for f, v in per_au[au].items():
             if 1 <= f <= n:
                 codes[f - 1, j] = v
-        short = n - len(per_au[au])
+        past = sorted(f for f in per_au[au] if f > n)
+        if past:
+            scan.add("warning", folder / f"{sn}_au{au}.txt", f"has {len(past)} line(s) past frame {n}, where the "
+                     f"other label files of {sn} end (frames {past[:3]}{'...' if len(past) > 3 else ''}); they are "
+                     "ignored", "delete the stray lines, or copy the files again if the others are short")
+        short = n - len([f for f in per_au[au] if f <= n])
         if per_au[au] and short > 0:
-            scan.add("warning", folder / f"{sn}_au{au}.txt", f"covers {len(per_au[au])} of {n} frames (truncated); "
+            scan.add("warning", folder / f"{sn}_au{au}.txt", f"covers {n - short} of {n} frames (truncated); "
                      "the rest are unknown for this AU", "copy this file again")
     return frames, codes
 

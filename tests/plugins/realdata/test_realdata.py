@@ -47,7 +47,7 @@ def test_bp4d_check_reports_counts_and_every_planted_problem(bp4d):
     expected9 = expected9 - (last["codes"][-1] == 9)
     assert list(scan.counts["label9_per_au"].values()) == expected9.tolist()
     text = "\n".join(map(str, scan.issues))
-    assert planted["truncated"] in text and "truncated row" in text
+    assert planted["truncated"] in text and "ends inside its last row" in text
     assert "F099" in text and "no label files" in text
     assert "1 of 5 coded frames have no image" in text
 
