@@ -92,6 +92,7 @@ _LAZY = {
     "toy_batch": "aubench.testing",
     "toy_stats": "aubench.testing",
     "pyplot": "aubench.plots",
+    "die_with_parent": "aubench.locks",
 }
 
 __all__ = [

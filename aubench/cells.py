@@ -56,7 +56,7 @@ class Cell:
 @dataclass
 class CellOutcome:
     cell: Cell
-    status: str  # "done" | "skipped" | "failed"
+    status: str  # "done" | "skipped" | "failed" | "busy" (another process holds the cell's lock)
     record: ResultRecord | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -151,8 +151,11 @@ def _record_failure(cell: Cell, exc: BaseException, tb: str) -> str:
 
 def _run_one(cell: Cell, registry: Registry | None, overwrite: bool, progress: bool,
              threads: int | None) -> CellOutcome:
-    """Run a cell, turning an exception into a ``failed`` outcome (with ``failed.json``)."""
+    """Run a cell under its lock, turning an exception into a ``failed`` outcome (with ``failed.json``) and
+    a cell another process is running into a ``busy`` one."""
     from aubench.engine import run_cell
+    from aubench.locks import CellBusy, cell_lock
+    from aubench.records import load_record
     from aubench.registry import get_registry
 
     if threads:
@@ -161,15 +164,26 @@ def _run_one(cell: Cell, registry: Registry | None, overwrite: bool, progress: b
         torch.set_num_threads(threads)
     t0 = time.time()
     try:
-        record = run_cell(cell, registry or get_registry(), overwrite=overwrite, progress=progress)
-    except Exception as exc:  # isolate the cell
-        return CellOutcome(cell, "failed", None, _record_failure(cell, exc, traceback.format_exc()), time.time() - t0)
+        with cell_lock(cell.run_dir):
+            if cell.record_path.exists() and not overwrite:  # finished by another process meanwhile
+                return CellOutcome(cell, "skipped", load_record(cell.record_path))
+            try:
+                record = run_cell(cell, registry or get_registry(), overwrite=overwrite, progress=progress)
+            except Exception as exc:  # isolate the cell
+                return CellOutcome(cell, "failed", None, _record_failure(cell, exc, traceback.format_exc()),
+                                   time.time() - t0)
+    except CellBusy as busy:
+        return CellOutcome(cell, "busy", None, f"{busy} is running it")
     return CellOutcome(cell, "done", record, None, time.time() - t0)
 
 
 def _echo_outcome(outcome: CellOutcome, echo: Callable[[str], Any]) -> None:
     cell = outcome.cell
-    if outcome.status == "failed":
+    if outcome.status == "busy":
+        echo(f"busy  {cell.label}: {outcome.error}; run again later to pick up its result")
+    elif outcome.status == "skipped":  # (cells finished before the sweep are reported when it starts)
+        echo(f"skip  {cell.label}: finished by another process meanwhile")
+    elif outcome.status == "failed":
         echo(f"FAIL  {cell.label}: {outcome.error} (traceback in {cell.run_dir / 'failed.json'})")
     elif outcome.status == "done":
         resumed = outcome.record.timings.get("resumed_from_epoch")
@@ -226,8 +240,9 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
 
     def blocked(cell: Cell) -> CellOutcome | None:
         dep = cell.depends_on
-        if dep is not None and outcomes[dep.run_dir].status == "failed":
-            error = f"it starts from {dep.label}, which failed"
+        if dep is not None and outcomes[dep.run_dir].status in ("failed", "busy"):
+            what = "failed" if outcomes[dep.run_dir].status == "failed" else "another process is running"
+            error = f"it starts from {dep.label}, which {what}"
             return CellOutcome(cell, "failed", None, _record_failure(cell, ConfigError(error), error))
         return None
 
@@ -242,7 +257,10 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     waiting, running = list(todo), {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from aubench.locks import die_with_parent
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=die_with_parent) as pool:
         while waiting or running:
             for cell in [c for c in waiting if c.depends_on is None or c.depends_on.run_dir in outcomes]:
                 waiting.remove(cell)

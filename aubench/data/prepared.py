@@ -265,17 +265,21 @@ def ensure_prepared(spec: DatasetSpec, *, force: bool = False, progress: bool = 
     A synthetic dataset whose stored fingerprint does not match the generator parameters is
     regenerated, so a changed generator never silently serves stale data.
     """
+    from aubench.locks import wait_lock
     from aubench.specs import resolve_factory
 
     out = dataset_dir(spec.name)
     if spec.synthetic:
         expected = resolve_factory(spec.fingerprint)(spec.name, dict(spec.params))
-        current = None
-        if (out / "meta.json").is_file():
-            try:
-                current = json.loads((out / "meta.json").read_text()).get("fingerprint")
-            except json.JSONDecodeError:
-                current = None
-        if force or current != expected:
-            resolve_factory(spec.prepare)(out_dir=out, progress=progress, **dict(spec.params))
+        if force or _stored_fingerprint(out) != expected:
+            with wait_lock(out.with_name(out.name + ".lock")):  # one process generates; the others wait for it
+                if force or _stored_fingerprint(out) != expected:
+                    resolve_factory(spec.prepare)(out_dir=out, progress=progress, **dict(spec.params))
     return PreparedDataset(out)
+
+
+def _stored_fingerprint(out: Path) -> str | None:
+    try:
+        return json.loads((out / "meta.json").read_text()).get("fingerprint")
+    except (OSError, json.JSONDecodeError):
+        return None

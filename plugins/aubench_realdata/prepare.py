@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -110,8 +111,9 @@ def sfd_detector(weights: str | Path | None = None, device: str = "cpu") -> Dete
     return detect
 
 
-def _images_of(seq: Any) -> list[np.ndarray | None]:
-    """Decode a sequence's frames (image files or the 1-based frames of a video)."""
+def _images_of(seq: Any) -> tuple[list[np.ndarray | None], list[str]]:
+    """Decode a sequence's frames (image files or the 1-based frames of a video), and name every file that
+    could not be decoded (``"path\tproblem"``); its frames are counted as frames without image."""
     if seq.video_path is not None:
         import cv2
 
@@ -123,24 +125,41 @@ def _images_of(seq: Any) -> list[np.ndarray | None]:
                 out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None)
         finally:
             cap.release()
-        return out
+        got = sum(o is not None for o in out)
+        bad = [] if got == len(out) else [f"{seq.video_path}\tdecodes {got} of the {len(out)} frames its labels cover"]
+        return out, bad
     from PIL import Image, UnidentifiedImageError
 
-    out = []
+    out, bad = [], []
     for p in seq.images:
         if p is None:
             out.append(None)
             continue
         try:
-            out.append(np.asarray(Image.open(p).convert("RGB")))
-        except (OSError, UnidentifiedImageError):
-            out.append(None)  # unreadable image: counted as missing
-    return out
+            with Image.open(p) as img:
+                out.append(np.asarray(img.convert("RGB")))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            out.append(None)  # unreadable image: counted as missing, and named
+            bad.append(f"{p}\tcannot be decoded ({str(exc).splitlines()[0][:80]})")
+    return out, bad
+
+
+def inputs_hash(seq: Any) -> str:
+    """What a sequence's shard was made from: its labels, and each source file's path, size and time."""
+    digest = hashlib.sha256()
+    digest.update(np.asarray(seq.frames).tobytes() + np.asarray(seq.codes).tobytes())
+    for p in [seq.video_path] if seq.video_path is not None else seq.images:
+        try:
+            st = Path(p).stat() if p is not None else None
+        except OSError:
+            st = None
+        digest.update(f"{p}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _process(args: tuple) -> str:
     seq, shard, crop, size, margin, detector = args
-    images = _images_of(seq)
+    images, bad = _images_of(seq)
     keep, crops, failed, box = [], [], 0, None
     for i, img in enumerate(images):
         if img is None:
@@ -157,12 +176,21 @@ def _process(args: tuple) -> str:
         keep.append(i)
     keep_arr = np.asarray(keep, np.int64)
     tmp = shard.with_suffix(".tmp.npz")
-    np.savez(tmp, stats=np.array([len(images), len(images) - len(keep), failed]),
+    np.savez(tmp, stats=np.array([len(images), len(images) - len(keep), failed]), inputs=np.array(inputs_hash(seq)),
+             bad=np.array(bad, dtype=str),
              frames=np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
              frame_numbers=seq.frames[keep_arr] if len(keep) else np.zeros(0, np.int64),
              codes=seq.codes[keep_arr] if len(keep) else np.zeros((0, seq.codes.shape[1]), np.int16))
     tmp.replace(shard)
     return f"{seq.subject}/{seq.video}"
+
+
+def _shard_inputs(path: Path) -> str | None:
+    try:
+        with np.load(path) as z:
+            return str(z["inputs"]) if "inputs" in z else None
+    except (OSError, ValueError):
+        return None  # a shard that cannot be read is redone
 
 
 def _picklable(obj: Any) -> bool:
@@ -179,8 +207,13 @@ def prepare_sequences(out_dir: Path, *, name: str, au_set: tuple[int, ...], labe
                       crop: str, image_size: int, margin: float = 0.25, detector: Detector | None = None,
                       detector_name: str | None = None, landmarker: Callable | None = None, source: str,
                       workers: int = 1, progress: bool = True, unknown_code: int | None = 9,
-                      extra_meta: dict | None = None) -> Path:
-    """Crop every sequence into a shard (resumable, parallel), then assemble the prepared dataset."""
+                      extra_meta: dict | None = None, scan: Any = None) -> Path:
+    """Crop every sequence into a shard (resumable, parallel), then assemble the prepared dataset.
+
+    A shard of an interrupted run is reused only when its sequence's labels and source files (paths,
+    sizes, modification times) are unchanged (:func:`inputs_hash`); otherwise it is redone, with a
+    warning. Files that cannot be decoded are named (at most 10 warnings, all in ``scan``'s report).
+    """
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -199,11 +232,19 @@ def prepare_sequences(out_dir: Path, *, name: str, au_set: tuple[int, ...], labe
     shards.mkdir(parents=True, exist_ok=True)
     stamp.write_text(pid)
     todo = [(s, shards / f"{s.subject}_{s.video}.npz") for s in sequences]
+    stale = [p for s, p in todo if p.exists() and _shard_inputs(p) != inputs_hash(s)]
+    if stale:  # labels or images changed since the shard was made: it is made again
+        warnings.warn(f"{len(stale)} finished sequence(s) of an interrupted preparation are redone: their labels or "
+                      f"images changed since (e.g. {stale[0].stem})", stacklevel=2)
+        for p in stale:
+            p.unlink()
     pending = [(s, p, crop, image_size, margin, detector) for s, p in todo if not p.exists()]
     bar = tqdm(total=len(todo), initial=len(todo) - len(pending), desc=f"preparing {name}", unit="seq",
                disable=not progress)
     if workers > 1 and len(pending) > 1 and _picklable(detector):
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from aubench import die_with_parent
+
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
             for _ in pool.map(_process, pending):
                 bar.update(1)
     else:  # a detector holding a model (S3FD) runs in this process; it is the bottleneck anyway
@@ -213,6 +254,13 @@ def prepare_sequences(out_dir: Path, *, name: str, au_set: tuple[int, ...], labe
     bar.close()
 
     loaded = [(s, np.load(p)) for s, p in todo]
+    bad = [tuple(str(b).split("\t", 1)) for _, z in loaded for b in z["bad"]]
+    if scan is not None:
+        scan.add_each("warning", bad, "copy these files again; their frames are counted as frames without image")
+    for where, why in bad[:10]:
+        warnings.warn(f"{where}: {why}; its frames are counted as frames without image", stacklevel=2)
+    if len(bad) > 10:
+        warnings.warn(f"{len(bad) - 10} more file(s) could not be decoded (the --report file lists them)", stacklevel=2)
     total = dict(zip(("frames", "missing", "failed"), np.sum([z["stats"] for _, z in loaded], 0).tolist()))
     n = sum(len(z["frame_numbers"]) for _, z in loaded)
     if n == 0:
@@ -239,6 +287,7 @@ def prepare_sequences(out_dir: Path, *, name: str, au_set: tuple[int, ...], labe
     detected = max(total["frames"] - total["missing"], 1)
     result = writer.finish(index, preprocessing_id=pid, source=source,
                            detection_failed_fraction=total["failed"] / detected if crop == "detector" else 0.0,
-                           frames_without_image=total["missing"], **(extra_meta or {}))
+                           frames_without_image=total["missing"], undecodable_files=len(bad),
+                           shards_redone=len(stale), **(extra_meta or {}))
     shutil.rmtree(shards)
     return result

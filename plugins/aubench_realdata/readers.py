@@ -134,9 +134,24 @@ def _bp4d_frames_root(root: Path, frames_dir: Path | None) -> Path | None:
     return None
 
 
+def _undecodable(path: Path) -> str | None:
+    """Why an image file cannot be used (zero bytes, truncated, not an image), or None if it decodes."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if path.stat().st_size == 0:
+            return "is empty (0 bytes)"
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        return f"cannot be decoded ({str(exc).splitlines()[0][:80]})"
+    return None
+
+
 def scan_bp4d(root: Path, *, frames_dir: Path | None = None, aus: tuple[int, ...] = BP4D_AUS,
-              need_images: bool = True) -> Scan:
-    """Read every ``AUCoding/AU_OCC/<SUBJ>_<TASK>.csv`` and match frames to images on disk."""
+              need_images: bool = True, decode: bool = False) -> Scan:
+    """Read every ``AUCoding/AU_OCC/<SUBJ>_<TASK>.csv`` and match frames to images on disk; with
+    ``decode``, open every image that will be used (unreadable ones are named, and skipped)."""
     root = Path(root)
     scan = Scan("bp4d")
     occ = root / "AUCoding" / "AU_OCC"
@@ -158,7 +173,7 @@ def scan_bp4d(root: Path, *, frames_dir: Path | None = None, aus: tuple[int, ...
                  f"{', '.join(d for d in BP4D_FRAME_DIRS if d)})", "pass --frames-dir <folder holding F001/T1/...>")
         return scan
     label9 = np.zeros(len(aus), np.int64)
-    missing_total, coded = 0, 0
+    missing_total, coded, broken = 0, 0, []
     labelled_subjects = set()
     for path in csvs:
         m = re.fullmatch(r"([FM]\d{3})_(T\d)", path.stem)
@@ -181,12 +196,19 @@ def scan_bp4d(root: Path, *, frames_dir: Path | None = None, aus: tuple[int, ...
                          f"{path.name}; the sequence is skipped", "copy this sequence's images")
                 continue
             images = [index.get(int(f)) for f in frames]
+            if decode:
+                for i, p in enumerate(images):
+                    why = _undecodable(p) if p is not None else None
+                    if why:
+                        broken.append((p, why + "; its coded frame is counted as a frame without image"))
+                        images[i] = None
             missing = sum(p is None for p in images)
             if missing:
                 missing_total += missing
                 scan.add("warning", images_root / subj / task, f"{missing} of {len(frames)} coded frames have no "
                          "image; they are skipped and counted", "copy the missing images if you have them")
         scan.sequences.append(Sequence(subj, task, frames, codes, images))
+    scan.add_each("warning", broken, "copy these images again from the distribution")
     if need_images:
         on_disk = {p.name for p in images_root.glob("[FM][0-9][0-9][0-9]") if p.is_dir()}
         for subj in sorted(on_disk - labelled_subjects):
@@ -195,6 +217,7 @@ def scan_bp4d(root: Path, *, frames_dir: Path | None = None, aus: tuple[int, ...
     subjects = sorted({s.subject for s in scan.sequences})
     scan.counts = {"subjects": len(subjects), "tasks": len({s.video for s in scan.sequences}),
                    "sequences": len(scan.sequences), "coded_frames": coded, "missing_images": missing_total,
+                   "undecodable_images": len(broken) if decode else "not checked (--quick)",
                    "label9_per_au": {f"AU{a}": int(c) for a, c in zip(aus, label9)}, "subject_ids": subjects}
     return scan
 
@@ -271,23 +294,26 @@ def read_disfa_labels(folder: Path, sn: str, scan: Scan,
     return frames, codes
 
 
-def _video_length(path: Path) -> int:
+def _video_length(path: Path, decode_up_to: int | None = None) -> int:
+    """Frames of a video: its header's count, or with ``decode_up_to`` the frames that really decode
+    (reading at most that many)."""
     import cv2
 
     cap = cv2.VideoCapture(str(path))
     try:
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        if n <= 0:  # some containers do not store it: count
+        if decode_up_to is not None or n <= 0:  # some containers do not store it: count
             n = 0
-            while cap.grab():
+            while (decode_up_to is None or n < decode_up_to) and cap.read()[0]:
                 n += 1
         return n
     finally:
         cap.release()
 
 
-def scan_disfa(root: Path, *, frames_dir: Path | None = None, need_images: bool = True) -> Scan:
-    """Read ``ActionUnit_Labels/<SN>/`` and match label frames to the left-camera video (or frames)."""
+def scan_disfa(root: Path, *, frames_dir: Path | None = None, need_images: bool = True, decode: bool = False) -> Scan:
+    """Read ``ActionUnit_Labels/<SN>/`` and match label frames to the left-camera video (or frames); with
+    ``decode``, decode every video frame (or image) the labels use."""
     root = Path(root)
     scan = Scan("disfa")
     labels = root / "ActionUnit_Labels"
@@ -299,7 +325,7 @@ def scan_disfa(root: Path, *, frames_dir: Path | None = None, need_images: bool 
     unknown = sorted(set(found) - set(DISFA_SUBJECTS))
     for sn in unknown:
         scan.add("warning", labels / sn, "is not one of DISFA's 27 subjects; ignored", "remove or rename it")
-    frames_per_subject, short = {}, {}
+    frames_per_subject, short, broken = {}, {}, []
     for sn in [s for s in DISFA_SUBJECTS if s in found]:
         read = read_disfa_labels(labels / sn, sn, scan)
         if read is None:
@@ -312,6 +338,11 @@ def scan_disfa(root: Path, *, frames_dir: Path | None = None, need_images: bool 
                 index = _frame_index(Path(frames_dir) / sn)
                 base = 0 if 0 in index else 1  # ME-GraphAU/JAA-Net name frames by 0-based label line
                 seq.images = [index.get(int(f) - 1 + base) for f in frames]
+                for i, p in enumerate(seq.images if decode else []):
+                    why = _undecodable(p) if p is not None else None
+                    if why:
+                        broken.append((p, why + "; its labelled frame is counted as a frame without image"))
+                        seq.images[i] = None
                 missing = sum(p is None for p in seq.images)
             else:
                 video = root / "Videos_LeftCamera" / f"LeftVideo{sn}_comp.avi"
@@ -320,19 +351,25 @@ def scan_disfa(root: Path, *, frames_dir: Path | None = None, need_images: bool 
                              "copy Videos_LeftCamera from the distribution, or pass --frames-dir with extracted frames")
                     continue
                 seq.video_path = video
-                length = _video_length(video)
+                length = _video_length(video, len(frames) if decode else None)
                 missing = max(0, len(frames) - length)
+                if decode and missing:
+                    declared = _video_length(video)
+                    broken.append((video, f"decodes {length} of the {len(frames)} frames its labels cover (its header "
+                                          f"declares {declared}): cut short or corrupt"))
             if missing:
                 short[sn] = missing
                 scan.add("warning", sn, f"{missing} labelled frames have no image (the video ends early or frames are "
                          "missing); they are skipped and counted", "check the video or frame folder of this subject")
         scan.sequences.append(seq)
+    scan.add_each("warning", broken, "copy these files again from the distribution")
     absent = sorted(set(DISFA_SUBJECTS) - set(found))
     if absent:
         scan.add("warning", labels, f"lacks subjects {absent}", "copy them if you want the full protocols; folds "
                  "that need them will refuse to run")
     scan.counts = {"subjects": len(frames_per_subject), "frames_per_subject": frames_per_subject,
                    "labelled_frames": int(sum(frames_per_subject.values())), "frames_without_image": short,
+                   "undecodable_files": len(broken) if decode else "not checked (--quick)",
                    "subject_ids": sorted(frames_per_subject)}
     return scan
 
