@@ -204,8 +204,11 @@ def save_weights(run_dir: Path, model: torch.nn.Module, meta: CheckpointMeta) ->
         value = value.detach().cpu().contiguous()
         state[key] = value.clone() if value.data_ptr() in seen and value.numel() else value
         seen.add(value.data_ptr())
+    from aubench.results import atomic_path
+
     path = Path(run_dir) / WEIGHTS_FILE
-    save_file(state, str(path), metadata=meta.to_metadata())
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta.to_metadata())
     return path
 
 

@@ -151,6 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path that cannot be written or read: one line, not a traceback
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(exc: OSError) -> str:
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"no space left to write{where}: {exc.strerror}. Files written before are intact (results are written "
+                "atomically); free space and run the same command again")
+    return f"{exc.strerror or exc}{where}; check that the path exists, is the kind you meant, and is writable"
 
 
 # --------------------------------------------------------------------------- list / show
@@ -238,6 +251,19 @@ def _protocols_for(reg: Registry, dataset: str | None, names: list[str] | None) 
     return [p for p in reg.specs["protocol"].values() if p.default]
 
 
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"seed={text!r} must be a whole number") from None
+
+
+def _runs_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--runs-dir {path} is a file; give a folder (it is created if missing)")
+    return path
+
+
 def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     from tqdm.auto import tqdm
 
@@ -247,6 +273,7 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     from aubench.registry import get_registry
 
     reg = get_registry()
+    _runs_dir(args.runs_dir)
     methods, overrides = _split_items(args.items)
     if args.all and methods:
         raise ConfigError("give either --all or method names, not both")
@@ -260,7 +287,7 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     cells = []
     for method in methods:
         for proto in protos:
-            first = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
+            first = next((_seed(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
             cells += plan_cells(reg, method, proto.id, folds=args.fold, seeds=list(range(first, first + args.seeds)),
                                 overrides=overrides, runs_dir=args.runs_dir)
     folds = len({(c.protocol.id, c.fold.name) for c in cells})
@@ -298,7 +325,7 @@ def cmd_leaderboard(args: argparse.Namespace, cli: Commands) -> int:
     from aubench.leaderboard import write_leaderboard
     from aubench.registry import get_registry
 
-    if not args.runs_dir.is_dir():
+    if not _runs_dir(args.runs_dir).is_dir():
         raise ConfigError(f"runs folder {args.runs_dir} does not exist; run `aubench run ...` first or pass --runs-dir")
     if args.export:
         from aubench.results import export_records

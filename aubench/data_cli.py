@@ -25,10 +25,14 @@ def add_data_commands(sub: Any) -> tuple[argparse.ArgumentParser, argparse.Argum
     chk = dsub.add_parser("check", help="scan a raw copy of a real dataset and report what was found and every problem")
     chk.add_argument("dataset")
     chk.add_argument("raw_root", type=Path)
+    chk.add_argument("--report", type=Path, default=None, metavar="FILE",
+                     help="also write every count, issue and bad file as JSON")
     prep = dsub.add_parser("prepare", help="prepare a real dataset from a raw copy (resumable)")
     prep.add_argument("dataset")
     prep.add_argument("raw_root", type=Path)
     prep.add_argument("--force", action="store_true", help="replace an existing prepared copy")
+    prep.add_argument("--report", type=Path, default=None, metavar="FILE",
+                      help="also write every issue and file that could not be used as JSON")
     ver = dsub.add_parser("verify", help="hash every file of a prepared dataset against its meta.json")
     ver.add_argument("dataset")
     return chk, prep
@@ -80,15 +84,21 @@ def _data_real(args: argparse.Namespace, spec: DatasetSpec, cli: Commands) -> in
         scan = resolve_factory(spec.check)(raw_root=args.raw_root, **options)
         print(f"{spec.name} at {args.raw_root}")
         print(scan.report())
+        if args.report is not None:
+            print(f"report: {scan.write_report(args.report)}")
         return 1 if scan.errors else 0
     out = dataset_dir(spec.name)
     if (out / "meta.json").exists() and not args.force:
         raise ResultExistsError(f"{out} is already prepared; pass --force to prepare it again")
-    resolve_factory(spec.prepare)(out_dir=out, raw_root=args.raw_root, progress=True, **options)
+    extra = {"report": args.report} if args.report is not None else {}
+    resolve_factory(spec.prepare)(out_dir=out, raw_root=args.raw_root, progress=True, **options, **extra)
     ds = PreparedDataset(out)
     print(f"{out}: {len(ds)} frames, {len(ds.subjects)} subjects, preprocessing {ds.meta['preprocessing_id']}, "
           f"detection failed on {100 * ds.meta['detection_failed_fraction']:.2f}% of frames, "
-          f"{ds.meta.get('frames_without_image', 0)} coded frames without image")
+          f"{ds.meta.get('frames_without_image', 0)} coded frames without image, "
+          f"{ds.meta.get('undecodable_files', 0)} file(s) that could not be decoded"
+          + (f", {ds.meta['shards_redone']} sequence(s) redone since their inputs changed" if ds.meta.get("shards_redone")
+             else ""))
     return 0
 
 

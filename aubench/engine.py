@@ -30,6 +30,7 @@ from aubench.data.device import to_device
 from aubench.errors import ConfigError, DatasetError, NonFiniteLossError, ResultExistsError
 from aubench.features import cache_features, per_frame
 from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord
+from aubench.results import atomic_path
 from aubench.split import CellData, FrameSets, frame_sets, split_cell
 
 if TYPE_CHECKING:
@@ -264,10 +265,10 @@ def evaluate(model: torch.nn.Module, cell: Cell, data: CellData, sets: FrameSets
     elif pp.get("name", "none") != "none":
         raise ConfigError(f"postprocess.name={pp['name']!r}; use none or moving_average")
     metrics = au_metrics(probs, sets.test.labels, sets.test.mask, data.eval_aus)
-    np.savez_compressed(cell.run_dir / "predictions.npz", probs=probs.astype(np.float32), labels=sets.test.labels,
-                        mask=sets.test.mask, subject=index["subject"].to_numpy().astype(str),
-                        video=index["video"].to_numpy().astype(str), frame=index["frame"].to_numpy(),
-                        aus=np.array(data.eval_aus))
+    with atomic_path(cell.run_dir / "predictions.npz") as tmp:  # never half a file, even on a crash
+        np.savez_compressed(tmp, probs=probs.astype(np.float32), labels=sets.test.labels, mask=sets.test.mask,
+                            subject=index["subject"].to_numpy().astype(str), video=index["video"].to_numpy().astype(str),
+                            frame=index["frame"].to_numpy(), aus=np.array(data.eval_aus))
     return Evaluation(probs, metrics, index, time.time() - t0)
 
 

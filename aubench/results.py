@@ -13,16 +13,19 @@ Layout under the runs folder::
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_commit", "atomic_write_text", "atomic_write_json", "environment", "cell_dir", "variant_name", "export_records"]
+__all__ = ["git_commit", "atomic_path", "atomic_write_text", "atomic_write_json", "environment", "cell_dir",
+           "variant_name", "export_records"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -39,6 +42,20 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix) to write to; it replaces ``path`` only when the
+    block finishes, so a crash (or a full disk) mid-write leaves the previous file, never half a new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

@@ -46,8 +46,12 @@ def aubench_home() -> Path:
 
 def dataset_dir(name: str) -> Path:
     """Where the prepared dataset ``name`` lives (``$AUBENCH_DATA`` or ``$AUBENCH_HOME/datasets``)."""
-    root = os.environ.get("AUBENCH_DATA")
-    return (Path(root).expanduser() if root else aubench_home() / "datasets") / name
+    env = os.environ.get("AUBENCH_DATA")
+    root = Path(env).expanduser() if env else aubench_home() / "datasets"
+    for folder, what in ((root, "AUBENCH_DATA" if env else "the datasets folder"), (aubench_home(), "AUBENCH_HOME")):
+        if folder.exists() and not folder.is_dir():
+            raise DatasetError(f"{what} {folder} is a file, not a folder; point it at a folder (or unset it)")
+    return root / name
 
 
 def _hash_file(path: Path, h: Any) -> None:

@@ -85,6 +85,9 @@ def aubench_register_commands(cli):
                                "help": "BP4D: folder holding <SUBJ>/<TASK>/; DISFA: pre-extracted frames <SN>/<frame>.jpg"})
     check = cli.add_options("data check", ("bp4d", "disfa"), "BP4D / DISFA (plugin realdata)")
     check.add_argument(frames[0], **frames[1])
+    check.add_argument("--quick", action="store_true",
+                       help="only check that images exist and read video headers (default: decode every image and "
+                            "video frame the labels use)")
     prep = cli.add_options("data prepare", ("bp4d", "disfa"), "BP4D / DISFA (plugin realdata)")
     prep.add_argument(frames[0], **frames[1])
     prep.add_argument("--from-list", type=Path, default=None,
@@ -105,16 +108,35 @@ def aubench_register_commands(cli):
 # --------------------------------------------------------------------------- check / prepare
 
 
-def check_bp4d(raw_root: Path, frames_dir: Path | None = None, **_: Any):
+def _check_options(raw_root: Path, frames_dir: Path | None = None, image_size: int = 256, margin: float = 0.25,
+                   workers: int = 1, from_list: Path | None = None, image_root: Path | None = None) -> None:
+    """Refuse option values that would fail deep inside preparation, naming the option."""
+    for flag, path in (("raw root", raw_root), ("--frames-dir", frames_dir), ("--from-list", from_list),
+                       ("--image-root", image_root)):
+        if path is not None and not Path(path).exists():
+            raise DatasetError(f"{flag} {path} does not exist; point it at your copy")
+    if frames_dir is not None and not Path(frames_dir).is_dir():
+        raise DatasetError(f"--frames-dir {frames_dir} is not a folder")
+    if image_size < 8:
+        raise DatasetError(f"--size {image_size}: the crop size must be at least 8 pixels (256 is FAN-Trans's)")
+    if margin < 0:
+        raise DatasetError(f"--margin {margin}: the box enlargement cannot be negative")
+    if workers < 1:
+        raise DatasetError(f"--workers {workers}: use at least 1")
+
+
+def check_bp4d(raw_root: Path, frames_dir: Path | None = None, quick: bool = False, **_: Any):
     from aubench_realdata.readers import scan_bp4d
 
-    return scan_bp4d(raw_root, frames_dir=frames_dir)
+    _check_options(raw_root, frames_dir)
+    return scan_bp4d(raw_root, frames_dir=frames_dir, decode=not quick)
 
 
-def check_disfa(raw_root: Path, frames_dir: Path | None = None, **_: Any):
+def check_disfa(raw_root: Path, frames_dir: Path | None = None, quick: bool = False, **_: Any):
     from aubench_realdata.readers import scan_disfa
 
-    return scan_disfa(raw_root, frames_dir=frames_dir)
+    _check_options(raw_root, frames_dir)
+    return scan_disfa(raw_root, frames_dir=frames_dir, decode=not quick)
 
 
 def _raise_on_errors(scan: Any) -> None:
@@ -150,15 +172,18 @@ _LAYOUTS = {  # dataset -> (scanner, label kind, AU set, unknown code)
 def _prepare(name: str, out_dir: Path, raw_root: Path, *, frames_dir: Path | None, from_list: Path | None,
              image_root: Path | None, crop: str, image_size: int, margin: float, detector: Any,
              detector_weights: Path | None, device: str, landmarks: bool, workers: int, progress: bool,
-             zero_based: bool | None) -> Path:
+             zero_based: bool | None, report: Path | None = None) -> Path:
     from aubench_realdata import readers
     from aubench_realdata.prepare import prepare_sequences, sfd_detector
 
+    _check_options(raw_root, frames_dir, image_size, margin, workers, from_list, image_root)
     scanner, label_kind, au_set, unknown_code = _LAYOUTS[name]
     scan = getattr(readers, scanner)(raw_root, frames_dir=frames_dir, need_images=from_list is None)
     if from_list is not None:
         _from_list(scan, from_list, image_root or Path(from_list).parent, zero_based)
         crop = "none"
+    if report is not None and scan.errors:
+        scan.write_report(report)
     _raise_on_errors(scan)
     detector_name = None
     if crop == "detector":
@@ -167,18 +192,22 @@ def _prepare(name: str, out_dir: Path, raw_root: Path, *, frames_dir: Path | Non
         else:
             detector_name = getattr(detector, "__name__", "custom")
     landmarker = fan_landmarker(device) if landmarks else None
-    return prepare_sequences(out_dir, name=name, au_set=au_set, label_kind=label_kind, sequences=scan.sequences,
-                             crop=crop, image_size=image_size, margin=margin, detector=detector,
-                             detector_name=detector_name, landmarker=landmarker,
-                             source=f"{name}-{'list' if from_list else 'raw'}", workers=workers, progress=progress,
-                             unknown_code=unknown_code,
-                             extra_meta={"raw_counts": {k: v for k, v in scan.counts.items() if k != "subject_ids"}})
+    out = prepare_sequences(out_dir, name=name, au_set=au_set, label_kind=label_kind, sequences=scan.sequences,
+                            crop=crop, image_size=image_size, margin=margin, detector=detector,
+                            detector_name=detector_name, landmarker=landmarker,
+                            source=f"{name}-{'list' if from_list else 'raw'}", workers=workers, progress=progress,
+                            unknown_code=unknown_code, scan=scan,
+                            extra_meta={"raw_counts": {k: v for k, v in scan.counts.items() if k != "subject_ids"}})
+    if report is not None:
+        scan.write_report(report)
+    return out
 
 
 def prepare_bp4d(out_dir: Path, raw_root: Path, *, frames_dir: Path | None = None, from_list: Path | None = None,
                  image_root: Path | None = None, crop: str = "detector", image_size: int = 256, margin: float = 0.25,
                  detector: Any = None, detector_weights: Path | None = None, device: str = "cpu",
-                 landmarks: bool = False, workers: int = 1, progress: bool = True, zero_based: bool | None = None) -> Path:
+                 landmarks: bool = False, workers: int = 1, progress: bool = True, zero_based: bool | None = None,
+                 report: Path | None = None) -> Path:
     """Prepare BP4D from its raw layout (or from aligned crops listed in ``from_list``)."""
     return _prepare("bp4d", **locals())
 
@@ -187,7 +216,7 @@ def prepare_disfa(out_dir: Path, raw_root: Path, *, frames_dir: Path | None = No
                   image_root: Path | None = None, crop: str = "detector", image_size: int = 256, margin: float = 0.25,
                   detector: Any = None, detector_weights: Path | None = None, device: str = "cpu",
                   landmarks: bool = False, workers: int = 1, progress: bool = True,
-                  zero_based: bool | None = None) -> Path:
+                  zero_based: bool | None = None, report: Path | None = None) -> Path:
     """Prepare DISFA from labels + left-camera videos (or extracted frames, or listed aligned crops)."""
     return _prepare("disfa", **locals())
 
