@@ -283,6 +283,8 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
         raise ConfigError("name a method (see `aubench list methods`) or pass --all")
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
     protos = _protocols_for(reg, args.dataset, args.protocol)
     cells = []
     for method in methods:
@@ -299,8 +301,6 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
         outer.update(1)
         tqdm.write(msg)
 
-    if args.jobs < 1:
-        raise ConfigError("--jobs must be at least 1")
     outcomes = run_cells(cells, reg, overwrite=args.overwrite, progress=not args.no_progress and args.jobs == 1,
                          echo=echo, jobs=args.jobs)
     outer.close()

@@ -103,10 +103,14 @@ def _check_optim(source: str, node: Mapping[str, Any]) -> None:
     name = str(node.get("name", "adamw")).lower()
     _check_value(source, "optim.name", name, set(OPTIMIZERS))
     cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[name]
-    valid = {p for p in inspect.signature(cls).parameters if p != "params"} | {"name"}
-    for key in node:
-        if key not in valid:
-            raise _fail(f"{source} (optimiser {name})", f"optim.{key}", valid)
+    params = {p: v.default for p, v in inspect.signature(cls).parameters.items() if p != "params"}
+    for key, value in node.items():
+        if key not in {*params, "name"}:
+            raise _fail(f"{source} (optimiser {name})", f"optim.{key}", {*params, "name"})
+        default = params.get(key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{source}: optim.{key}={value!r} must be a number")
 
 
 def validate_recipe(cfg: Mapping[str, Any], registry: Registry, source: str) -> None:
