@@ -280,3 +280,21 @@ def test_every_bad_input_is_counted():
 
     hub_cases = next(m for m in hub.pytestmark if m.name == "parametrize").args[1]
     assert len(CASES) + len(hub_cases) + len(MISTAKES) >= 60
+
+
+def test_bad_files_are_named_ten_on_screen_and_all_in_the_report(trees, tmp_path, capsys):
+    root = tmp_path / "bp4d"
+    shutil.copytree(trees / "bp4d", root)
+    jpgs = sorted(root.glob("F00*/T1/*.jpg"))[:12]
+    for jpg in jpgs:
+        jpg.write_bytes(b"\xff\xd8broken")
+    reset_registry(make_registry())
+    try:
+        assert main(["data", "check", "bp4d", str(root), "--report", str(tmp_path / "issues.json")]) == 0
+    finally:
+        reset_registry(None)
+    out = capsys.readouterr().out
+    assert sum("cannot be decoded" in line for line in out.splitlines()) == 10 and "2 more file(s)" in out
+    report = json.loads((tmp_path / "issues.json").read_text())
+    assert sorted(f["file"] for f in report["files"]) == sorted(map(str, jpgs))
+    assert report["counts"]["undecodable_images"] == 12

@@ -253,3 +253,34 @@ def test_real_datasets_pass_the_conformance_suite_on_official_layout_trees(name,
                "image_size": 32} if name == "bp4d" else {"raw_root": root, "detector": box_from_background, "image_size": 32})
     ds = check_dataset(name, make_registry(), prepare_params=params, out_dir=tmp_path)
     assert len(ds) > 0 and ds.meta["index_hash"]
+
+
+def test_a_finished_shard_whose_labels_changed_is_redone_on_resume(bp4d, tmp_path):
+    import shutil
+
+    root = tmp_path / "raw"
+    shutil.copytree(bp4d[0], root)
+    calls = {"n": 0}
+
+    def flaky(img):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise RuntimeError("power cut")
+        return box_from_background(img)
+
+    flaky.__name__ = "box_from_background"
+    with pytest.raises(RuntimeError, match="power cut"):
+        prepare_bp4d(tmp_path / "a", root, detector=flaky, image_size=32, progress=False)
+    done = sorted((tmp_path / "a.shards").glob("*.npz"))
+    subj, task = done[0].stem.split("_")
+    csv = root / "AUCoding" / "AU_OCC" / f"{subj}_{task}.csv"
+    lines = csv.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[1] = "1" if cells[1] == "0" else "0"  # one AU1 label of the finished sequence corrected
+    csv.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    calls["n"] = 100
+    with pytest.warns(UserWarning, match=r"1 finished sequence\(s\).*redone.*" + done[0].stem):
+        prepare_bp4d(tmp_path / "a", root, detector=flaky, image_size=32, progress=False)
+    ds = PreparedDataset(tmp_path / "a")
+    row = ds.index[(ds.index.subject == subj) & (ds.index.video == task) & (ds.index.frame == int(cells[0]))]
+    assert int(row["AU1"].iloc[0]) == int(cells[1]) and ds.meta["shards_redone"] == 1
