@@ -282,9 +282,9 @@ def test_every_bad_input_is_counted():
     assert len(CASES) + len(hub_cases) + len(MISTAKES) >= 60
 
 
-def test_bad_files_are_named_ten_on_screen_and_all_in_the_report(trees, tmp_path, capsys):
+def test_bad_files_are_named_ten_on_screen_and_all_in_the_report(tmp_path, capsys):
     root = tmp_path / "bp4d"
-    shutil.copytree(trees / "bp4d", root)
+    write_bp4d_tree(root, subjects=3, frames_per_video=5, videos=("T1",), awkward=False)
     jpgs = sorted(root.glob("F00*/T1/*.jpg"))[:12]
     for jpg in jpgs:
         jpg.write_bytes(b"\xff\xd8broken")
