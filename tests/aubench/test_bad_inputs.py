@@ -294,7 +294,7 @@ def test_bad_files_are_named_ten_on_screen_and_all_in_the_report(tmp_path, capsy
     finally:
         reset_registry(None)
     out = capsys.readouterr().out
-    assert sum("cannot be decoded" in line for line in out.splitlines()) == 10 and "2 more file(s)" in out
+    assert sum(".jpg: cannot be decoded" in line for line in out.splitlines()) == 10 and "2 more file(s)" in out
     report = json.loads((tmp_path / "issues.json").read_text())
     assert sorted(f["file"] for f in report["files"]) == sorted(map(str, jpgs))
     assert report["counts"]["undecodable_images"] == 12
