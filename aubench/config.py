@@ -145,9 +145,10 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
     with open_dict(base):
         presets_node = base.pop("presets", None)
         by_dataset = base.pop("dataset_presets", None) or {}
+        explain = OmegaConf.to_container(base.pop("requires", None) or OmegaConf.create({}))  # key -> what to give
     if preset == "auto":
         synthetic = registry.get("dataset", dataset).synthetic if dataset else True
-        preset = by_dataset.get(dataset) or ("smoke" if synthetic else "paper")
+        preset = (by_dataset.get(dataset) if dataset else None) or ("smoke" if synthetic else "paper")
     if presets_node is None:
         raise ConfigError(f"recipe {where} has no `presets` (give at least `presets: {{paper: {{}}, smoke: ...}}`)")
     if preset not in presets_node:
@@ -180,7 +181,8 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         raise ConfigError(f"recipe {where} (preset {preset}) requires {missing} (marked ???): set them in a preset "
-                          f"or on the command line, e.g. `{missing[0]}=...`")
+                          f"or on the command line, e.g. `{missing[0]}=...`"
+                          + "".join(f". {key}: {explain[key]}" for key in missing if key in explain))
     from aubench.schema import validate_recipe
 
     source = f"recipe {where} (preset {preset}{', overrides ' + ' '.join(overrides) if overrides else ''})"

@@ -74,6 +74,8 @@ class wait_lock:  # noqa: N801
 def die_with_parent() -> None:
     """Make this (worker) process receive SIGKILL when its parent dies, even by SIGKILL (Linux; elsewhere
     pool workers exit when they find the pool gone). Use as a process pool's ``initializer``."""
+    import multiprocessing
+
     try:
         import ctypes
         import signal
@@ -81,3 +83,6 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent died before the signal was armed
+        os._exit(1)

@@ -18,8 +18,10 @@ Choices where the thesis is silent (documented, and options where useful):
   likelihood; ``teacher_dropout`` (an aubench option, 0 in the thesis recipes) also feeds a random
   fraction of the known labels as 0.5 in training, so that cells trained on weak, from-scratch
   encoders do not lean on fed-back labels they will only see sampled at inference;
-* MRNN reads out through one linear layer per task from the shared cell and, by default, keeps one
-  seeded random order for training and inference (§2.6.1); ``order="random"`` resamples it.
+* MRNN reads out through one linear unit shared by every task with ``shared_readout`` (§2.3.2: "the
+  weights of the predictors are shared across tasks"; the ``paper`` and ``toy`` presets), or one per
+  task, and by default keeps one seeded random order for training and inference (§2.6.1);
+  ``order="random"`` resamples it.
 
 All heads return per-task logits in training (teacher forced) and probabilities in evaluation.
 MONET's cells run as batched matmuls over a [task, row] packing, and under teacher forcing orders
@@ -159,12 +161,16 @@ class MRNNHead(_Recurrent):
     """
 
     def __init__(self, in_dim: int, n_tasks: int, hidden: int = 64, samples: int = 20, seed: int = 0,
-                 task_input: bool = True, order: str = "fixed", teacher_dropout: float = 0.0):
+                 task_input: bool = True, order: str = "fixed", teacher_dropout: float = 0.0,
+                 shared_readout: bool = False):
         super().__init__(in_dim, n_tasks, hidden, task_input, teacher_dropout)
         if order not in ("fixed", "random"):
             raise ConfigError(f"MRNN order={order!r}; use 'fixed' (one order drawn once) or 'random' (per batch)")
         self.cell = nn.GRUCell(self.in_dim + n_tasks, hidden)
-        self.out = nn.Linear(hidden, n_tasks)
+        # §2.3.2: "the weights of the predictors are shared across tasks" (one read-out unit); per-task
+        # read-outs (one unit per task, chosen by the task being predicted) are the option.
+        self.shared_readout = bool(shared_readout)
+        self.out = nn.Linear(hidden, 1 if shared_readout else n_tasks)
         self.samples, self.order_mode = samples, order
         self.gen = torch.Generator().manual_seed(seed)
         self._seed_inference(seed)
@@ -180,7 +186,8 @@ class MRNNHead(_Recurrent):
     def _step(self, h: torch.Tensor, task: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The shared cell, told which task it predicts; the output layer of that task."""
         h = self.cell(torch.cat([x, F.one_hot(task, self.n_tasks).to(x)], -1), h)
-        return h, self.out(h).gather(1, task[:, None]).squeeze(1)
+        out = self.out(h)
+        return h, out.squeeze(1) if self.shared_readout else out.gather(1, task[:, None]).squeeze(1)
 
     def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         h0 = self.init(h0)

@@ -37,7 +37,8 @@ class MultiTaskNet(nn.Module):
                  infer_orders: int = 20, infer_samples: int = 1, selection: str = "soft", order_seed: int | None = None,
                  orders: list[list[int]] | None = None, order_lr: float = 5e-3, bias_init: bool = True,
                  vmns_layers: int = 2, teacher_dropout: float = 0.0,
-                 task_input: bool = True, mrnn_order: str = "fixed", seed: int | None = None):
+                 task_input: bool = True, mrnn_order: str = "fixed", seed: int | None = None,
+                 shared_readout: bool = False):
         super().__init__()
         if order_seed is None:  # the M orders (and MRNN's one) are drawn with the cell's seed
             order_seed = seed or 0
@@ -53,7 +54,8 @@ class MultiTaskNet(nn.Module):
             self.head = VMNSHead(feat, n, hidden, vmns_layers)
         elif head == "mrnn":
             self.head = MRNNHead(feat, n, hidden, samples=infer_orders * infer_samples, seed=order_seed,
-                                 task_input=task_input, order=mrnn_order, teacher_dropout=teacher_dropout)
+                                 task_input=task_input, order=mrnn_order, teacher_dropout=teacher_dropout,
+                                 shared_readout=shared_readout)
         elif head == "monet":
             self.head = MONETHead(feat, n, hidden, n_orders=n_orders, keep=keep, infer_orders=infer_orders,
                                   infer_samples=infer_samples, selection=selection, order_seed=order_seed,
@@ -67,6 +69,8 @@ class MultiTaskNet(nn.Module):
                 if hasattr(self.head, "out_biases"):
                     for b, v in zip(self.head.out_biases, prior):
                         b.fill_(float(v))
+                elif getattr(self.head, "shared_readout", False):  # one read-out for every task: the mean prior
+                    self.head.out.bias.fill_(float(prior.mean()))
                 else:
                     self.head.out.bias.copy_(prior)
 

@@ -274,11 +274,57 @@ def test_paper_presets_carry_the_thesis_settings_for_bp4d_and_disfa(registry):
     assert (bp4d.model.n_orders, bp4d.model.keep, bp4d.model.warmup, bp4d.model.order_lr) == (512, 128, 5, 5e-3)
     assert (bp4d.optim.lr, bp4d.optim.weight_decay, bp4d.sched.gamma, bp4d.batch_size) == (1e-4, 1e-4, 0.99, 16)
     assert bp4d.loss.dice_weight == 0.5 and bp4d.model.teacher_dropout == 0
-    disfa = compose("monet", registry=registry, dataset="disfa")  # preset=auto picks the DISFA settings
-    assert disfa.preset == "paper-disfa"
+    assert bp4d.loss.dice_form == "literal" and bp4d.model.task_input is False and not bp4d.augment  # eq. 2.39-2.40,
+    assert compose("monet-mrnn", registry=registry, dataset="bp4d").model.shared_readout is True  # 2.25, §2.3.2
+    from aubench import ConfigError
+
+    with pytest.raises(ConfigError, match="Inception-ResNet-v1 trained on VGGFace2"):
+        compose("monet", registry=registry, dataset="disfa")  # the thesis' DISFA encoder must be named
+    disfa = compose("monet", ["model.pretrained=true"], registry=registry, dataset="disfa")
+    assert disfa.preset == "paper-disfa"  # preset=auto picks the DISFA settings
     assert compose("monet", registry=registry, dataset="monet-toy").preset == "toy"
     assert (disfa.optim.lr, disfa.sched.gamma, disfa.batch_size, disfa.epochs) == (5e-4, 0.96, 64, 30)
     assert disfa.model.n_orders == 512 and disfa.optim.weight_decay == 1e-4
+    smoke = compose("monet", registry=registry)
+    assert smoke.loss.dice_form == "batch" and smoke.model.task_input is True
+
+
+def test_literal_dice_equals_a_direct_unvectorised_eq_2_39_2_40_inside_eq_2_27():
+    import math
+
+    from aubench.testing import toy_stats
+    from aubench_monet.losses import MONETLoss
+
+    g = torch.Generator().manual_seed(0)
+    B, M, T, lam, eps = 3, 4, 5, 0.5, 1.0
+    logits = torch.randn(B, M, T, generator=g)
+    log_pi = torch.log_softmax(torch.randn(B, M, generator=g), 1)
+    y = (torch.rand(B, T, generator=g) < 0.4).float()
+    mask = torch.rand(B, T, generator=g) > 0.2
+    stats = toy_stats()
+    w = stats.jaanet_weights()
+    got, _ = MONETLoss(weighted=True, dice_weight=lam, dice_form="literal")(
+        {"order_logits": logits, "order_log_pi": log_pi, "logits": logits[:, 0]}, {"labels": y, "mask": mask}, stats)
+    total = 0.0
+    for i in range(B):
+        mixture = 0.0
+        for m in range(M):
+            loss_m = 0.0
+            for t in range(T):
+                if not mask[i, t]:
+                    continue
+                p, yt = 1 / (1 + math.exp(-float(logits[i, m, t]))), float(y[i, t])
+                bce = -(yt * math.log(p) + (1 - yt) * math.log(1 - p))
+                dice = 1 - (2 * yt * p + eps) / (yt * yt + p * p + eps)
+                loss_m += w[t] * bce + lam * w[t] * dice
+            mixture += math.exp(float(log_pi[i, m])) * math.exp(-loss_m)
+        total += -math.log(mixture)
+    assert float(got) == pytest.approx(total / B, rel=1e-5)
+
+
+def test_mrnn_shares_its_read_out_across_tasks_when_asked():
+    shared, own = net(head="mrnn", shared_readout=True), net(head="mrnn")
+    assert shared.head.out.out_features == 1 and own.head.out.out_features == len(AUS3)
 
 
 @pytest.mark.parametrize("head", ["monet", "mrnn"])
