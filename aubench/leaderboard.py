@@ -65,7 +65,8 @@ def aggregate(records: Iterable[ResultRecord], metrics: Mapping[str, str] | None
         metric = (metrics or {}).get(proto, "f1")
         aus = recs[0].aus
         mean, std = mean_std([score(r, metric) for r in recs])
-        per_au = {str(a): mean_std([score(r, metric, a) for r in recs])[0] for a in aus}
+        per_au = {str(a): mean_std([score(r, metric, a) for r in recs if r.per_au[str(a)].get("scored", True)]
+                                   or [float("nan")])[0] for a in aus}
         seeds = sorted({r.seed for r in recs})
         row = {"method": method, "variant": variant, "aus": aus, "mean": mean, "std": std, "per_au": per_au,
                "folds": sorted({r.fold for r in recs}), "seeds": seeds, "n_cells": len(recs),
@@ -111,7 +112,7 @@ def _all_positive_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}"
+    return "" if value is None else "n/a" if value != value else f"{value:.1f}"  # NaN: nothing to score
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -129,8 +130,11 @@ def _details(row: dict[str, Any]) -> list[str]:
     if all(set(r.versions) == {"aubench"} for r in recs):
         versions = [versions[0] + " (plugin versions not recorded: schema-1 record)"]
     forms = sorted({str(item["form"]) for r in recs for item in _losses(r) if "form" in item})
+    unscored = sorted({f"AU{a} (fold {r.fold})" for r in recs for a, v in r.per_au.items() if v.get("scored") is False})
+    notes = ([f"form={', '.join(forms)}"] if forms else []) + (
+        [f"no labelled test frame, left out of the average: {', '.join(unscored)}"] if unscored else [])
     return [row["method"], row["variant"], "; ".join(sorted({r.selection for r in recs})), test_data,
-            "; ".join(versions), f"form={', '.join(forms)}" if forms else ""]
+            "; ".join(versions), "; ".join(notes)]
 
 
 def _losses(rec: ResultRecord) -> list[dict[str, Any]]:
@@ -154,7 +158,7 @@ def _our_table(rows: list[dict[str, Any]], metric: str) -> list[str]:
                f"**{row['mean']:.1f}** ± {row['std']:.1f}{seeds}")
         body.append([str(row.get("rank", "")), row["method"], row["variant"], avg,
                      f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "n/a",
-                     *[f"{row['per_au'][str(a)]:.1f}" for a in aus], f"{len(row['folds'])} × {len(row['seeds'])}",
+                     *[_fmt(row['per_au'][str(a)]) for a in aus], f"{len(row['folds'])} × {len(row['seeds'])}",
                      row["frames"]])
     if floor is not None:
         body.append(["", "*all positive*", "", f"{floor['mean']:.1f} ± {floor['std']:.1f}", "",

@@ -21,7 +21,9 @@ def au_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray | None, a
     """Per-AU F1, precision, recall, accuracy, support and positive rate, plus the AU-average F1 (percent).
 
     An AU with no positive labels and no positive predictions has F1 0 (there is nothing to detect;
-    scikit-learn's ``zero_division=0``), so it is visible rather than silently dropped.
+    scikit-learn's ``zero_division=0``), so it is visible rather than silently dropped. An AU with no
+    labelled frame at all (fully masked) cannot be scored: it is marked ``"scored": False`` (F1 0) and
+    left out of the average, with a warning, and ``unscored`` lists it (scikit-learn would raise).
     """
     probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
     mask = np.ones_like(labels, bool) if mask is None else np.asarray(mask, bool)
@@ -44,7 +46,17 @@ def au_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray | None, a
         per_au[str(au)] = {"f1": float(f1), "precision": float(precision), "recall": float(recall), "support": int(support[j]),
                            "n": int(n_valid[j]), "positive_rate": float(support[j] / n_valid[j]) if n_valid[j] else 0.0,
                            "accuracy": float(100.0 * correct[j] / n_valid[j]) if n_valid[j] else 0.0}
-    return {"per_au": per_au, "f1_avg": float(np.mean([v["f1"] for v in per_au.values()])), "threshold": threshold}
+    unscored = [int(au) for au, v in per_au.items() if v["n"] == 0]
+    for au in unscored:
+        per_au[str(au)]["scored"] = False
+    if len(unscored) == len(per_au):
+        raise DatasetError(f"no AU of {list(aus)} has a labelled test frame; nothing can be scored")
+    if unscored:
+        import warnings
+
+        warnings.warn(f"AUs {unscored} have no labelled test frame; they are left out of the AU average", stacklevel=2)
+    scored = [v["f1"] for au, v in per_au.items() if int(au) not in unscored]
+    return {"per_au": per_au, "f1_avg": float(np.mean(scored)), "threshold": threshold, "unscored": unscored}
 
 
 def all_positive_f1(positive_rate: float) -> float:

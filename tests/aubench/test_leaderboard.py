@@ -92,3 +92,13 @@ def test_a_private_runs_folder_can_leave_out_protocols_it_has_no_rows_for():
     ref = ReferenceTable(source="Paper Y", protocol="q@v1", rows={"Z": {"avg": 1.0}})
     assert "## q@v1" in render([_rec("a", "1", 50.0)], [("plug", ref)], uncertainty=False)
     assert "## q@v1" not in render([_rec("a", "1", 50.0)], [("plug", ref)], uncertainty=False, all_published=False)
+
+
+def test_an_unscored_au_shows_as_na_and_is_named_in_the_notes():
+    rec = _rec("a", "1", 50.0)
+    rec.per_au["1"]["scored"] = False
+    text = render([rec, _rec("a", "2", 60.0)], uncertainty=False)
+    assert "no labelled test frame, left out of the average: AU1 (fold 1)" in text
+    lone = _rec("b", "1", 40.0)
+    lone.per_au["1"]["scored"] = False
+    assert "| n/a " in render([lone], uncertainty=False)

@@ -57,3 +57,17 @@ def test_moving_average_stays_within_each_video_and_follows_frame_order():
     assert out[2, 0] == pytest.approx(1 / 3)
     assert out[0, 0] == pytest.approx(0.0)
     assert out[3:, 0] == pytest.approx([1.0, 1.0])
+
+
+def test_an_au_without_a_labelled_test_frame_is_left_out_of_the_average_with_a_warning():
+    import warnings
+
+    probs = np.array([[0.9, 0.2], [0.8, 0.7], [0.1, 0.9]])
+    labels = np.array([[1, 0], [1, 1], [0, 1]])
+    mask = np.array([[True, False], [True, False], [True, False]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = au_metrics(probs, labels, mask, (1, 2))
+    assert out["unscored"] == [2] and out["per_au"]["2"]["scored"] is False
+    assert out["f1_avg"] == out["per_au"]["1"]["f1"] == 100.0  # not (100 + 0) / 2
+    assert any("AUs [2] have no labelled test frame" in str(w.message) for w in caught)
