@@ -99,7 +99,7 @@ def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[st
 
 
 def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tuple[str, ...]) -> Cell:
-    """The cell ``init.from`` names for ``cell``: ``method``, and the protocol, fold and seed listed in
+    """The cell ``init.from`` names for ``cell``: ``method`` (``same``: the cell's), and the protocol, fold and seed listed in
     ``same`` (default all three) taken from ``cell``; otherwise ``protocol``, ``seed`` and ``fold`` (a
     name, or ``allowed``: a fold whose training subjects exclude this cell's test subjects, the same
     name preferred — the JAA-Net rule for starting DISFA folds from BP4D models)."""
@@ -113,6 +113,8 @@ def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tup
     same = spec.get("same", ["protocol", "fold", "seed"])
     if "protocol" not in same and "protocol" not in spec:
         raise ConfigError(f"{cell.method}: init.from must name a protocol, or list it in `same`")
+    if spec["method"] == "same":  # the cell's own method (e.g. every FAN-Trans variant from its BP4D run)
+        spec["method"] = cell.method
     proto = cell.protocol if "protocol" in same else registry.get("protocol", str(spec["protocol"]))
     seed = cell.seed if "seed" in same else int(spec.get("seed", 0))
     if "fold" in same or spec.get("fold") == "allowed":

@@ -14,9 +14,11 @@ Two ways to get two stacks:
     which only feeds stack 3). Its features are those of a 4-stack network cut in the middle:
     stack 2 was trained to feed stacks 3-4, not to be last, and its hourglasses pool with averages.
 ``fan2``
-    a genuine 2-stack FAN, e.g. the ibug ``2dfan2.pth`` weights FAN-Trans' author used in AU-Net
-    (trained as a 2-stack network; ibug's implementation pools with max instead of avg, so weights
-    load only into a compatible module — bring weights saved for ``face_alignment.models.FAN(2)``).
+    a genuine 2-stack FAN, e.g. the ibug ``2dfan2.pth`` weights FAN-Trans' author used in AU-Net (the
+    supplementary's "~12.15M frozen parameters (from FAN)"), trained as a 2-stack network. ibug's
+    implementation pools with max where face-alignment's pools with averages, so this variant runs the
+    same modules with max pooling (stem and hourglasses); bring weights saved for
+    ``face_alignment.models.FAN(2)``'s layout.
 
 Weights come from ``weights=<file>`` or, for ``fan4-cut2``, the torch-hub cache
 (``~/.cache/torch/hub/checkpoints/2DFAN4*``); nothing is downloaded. Without weights the model
@@ -101,13 +103,15 @@ class FANFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.fan
+        pool = F.max_pool2d if self.variant == "fan2" else F.avg_pool2d
         x = F.relu(f.bn1(f.conv1(x)))
-        x = F.avg_pool2d(f.conv2(x), 2, stride=2)
+        x = pool(f.conv2(x), 2, stride=2)
         x = f.conv3(x)
         stem = f.conv4(x)
         previous, feats, heat = stem, [], None
         for i in range(2):
-            ll = f._modules[f"top_m_{i}"](f._modules[f"m{i}"](previous))
+            hg = f._modules[f"m{i}"]
+            ll = f._modules[f"top_m_{i}"](_hourglass(hg, hg.depth, previous, pool))
             ll = F.relu(f._modules[f"bn_end{i}"](f._modules[f"conv_last{i}"](ll)))
             heat = f._modules[f"l{i}"](ll)
             if i == 0:
@@ -119,6 +123,16 @@ class FANFeatures(nn.Module):
         mask = heat.sum(1, keepdim=True) if self.use_heatmap else 1.0
         parts = ([stem] if self.use_lf else []) + [h * mask for h in feats]
         return torch.cat(parts, 1)
+
+
+def _hourglass(hg: nn.Module, level: int, x: torch.Tensor, pool: Any) -> torch.Tensor:
+    """face-alignment's ``HourGlass._forward`` with the pooling as a parameter (avg for its FAN, max for
+    ibug's 2-stack FAN)."""
+    up = hg._modules[f"b1_{level}"](x)
+    low = hg._modules[f"b2_{level}"](pool(x, 2, stride=2))
+    low = _hourglass(hg, level - 1, low, pool) if level > 1 else hg._modules[f"b2_plus_{level}"](low)
+    low = hg._modules[f"b3_{level}"](low)
+    return up + F.interpolate(low, scale_factor=2, mode="nearest")
 
 
 class TimmFeatures(nn.Module):

@@ -161,3 +161,31 @@ def test_size_report_prints_every_figure_beside_the_supplementary(capsys):
     assert main(["fantrans-size"]) == 0
     out = capsys.readouterr().out
     assert "frozen_params_used" in out and "12.107 M" in out and "~4.5 M" in out and "GMAC" in out
+
+
+def test_the_fan_variant_sets_the_pooling_and_avg_equals_face_alignments_own_forward():
+    import torch.nn.functional as F
+
+    from aubench_fantrans.backbone import FANFeatures, _hourglass
+
+    torch.manual_seed(0)
+    avg = FANFeatures("fan4-cut2", allow_random=True)
+    x = torch.rand(1, 256, 16, 16)
+    hg = avg.fan.m0
+    assert torch.allclose(_hourglass(hg, hg.depth, x, F.avg_pool2d), hg(x), atol=1e-5)  # the same computation
+    assert not torch.allclose(_hourglass(hg, hg.depth, x, F.max_pool2d), hg(x))
+    fan2 = FANFeatures("fan2", allow_random=True)
+    img = torch.rand(1, 3, 64, 64)
+    assert fan2(img).shape == avg(img).shape == (1, 768, 16, 16)
+
+
+def test_on_disfa_every_fantrans_recipe_starts_from_its_own_bp4d_cell_of_the_same_fold():
+    from aubench.cells import plan_cells
+    from aubench.registry import Registry
+
+    reg = Registry()
+    for method in ("fantrans", "fantrans-r"):
+        cells = plan_cells(reg, method, "disfa-3fold")
+        assert cells[0].preset == "paper-disfa"
+        assert [(c.depends_on.method, c.depends_on.protocol.id, c.depends_on.fold.name, c.depends_on.preset)
+                for c in cells] == [(method, "bp4d-3fold@jaanet-v1", f, "paper") for f in ("1", "2", "3")]
