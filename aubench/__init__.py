@@ -93,6 +93,8 @@ _LAZY = {
     "toy_stats": "aubench.testing",
     "pyplot": "aubench.plots",
     "die_with_parent": "aubench.locks",
+    "wait_lock": "aubench.locks",
+    "aubench_home": "aubench.data.prepared",
 }
 
 __all__ = [

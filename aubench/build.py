@@ -34,7 +34,7 @@ def _params(node: Any) -> dict[str, Any]:
 
 
 #: what a model factory may ask for in ``ModelSpec.context``
-CELL_CONTEXT = ("seed", "fold", "run_dir")
+CELL_CONTEXT = ("seed", "fold", "run_dir", "train_data", "train_subjects")
 
 
 def build_model(cfg: DictConfig, registry: Registry, au_set: tuple[int, ...], stats: TrainStats,

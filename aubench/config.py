@@ -86,6 +86,7 @@ def _recipe_file(registry: Registry, ref: str, group: str, source: Path) -> Path
 def load_recipe(path: Path, registry: Registry, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A recipe file with its ``defaults`` (``/group/name`` or ``name`` in the file's own group, and
     ``_self_``, implicitly last) merged in order, as plain containers (interpolations unresolved)."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -93,8 +94,8 @@ def load_recipe(path: Path, registry: Registry, _seen: tuple[Path, ...] = ()) ->
         raise ConfigError(f"recipe defaults form a circle: {' -> '.join(map(str, (*_seen, path)))}")
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
-    except (OmegaConfBaseException, OSError, ValueError) as exc:
-        raise ConfigError(f"recipe {path} cannot be read: {exc}") from None
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"recipe {path} is not valid YAML or cannot be read: {str(exc).strip()}") from None
     defaults = raw.pop("defaults", None) or []
     if "_self_" not in defaults:
         defaults = [*defaults, "_self_"]

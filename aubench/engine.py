@@ -320,8 +320,9 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         data = split_cell(cell, registry, progress)
         sets = frame_sets(data, registry.get("model", cell.config.model.name).inputs, cell)
         stats = _train_stats(cell, sets, data.train_aus)
-        model = build_model(cell.config, registry, data.train_aus, stats,
-                            {"seed": cell.seed, "fold": cell.fold.name, "run_dir": cell.run_dir})
+        model = build_model(cell.config, registry, data.train_aus, stats, {
+            "seed": cell.seed, "fold": cell.fold.name, "run_dir": cell.run_dir, "train_data": data.train_ds,
+            "train_subjects": data.train_subjects})
         _check_input_kind(model, cell, data)
         init = load_init_weights(model, cell, data)  # None: from scratch
         rt.place(model)

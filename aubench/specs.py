@@ -112,7 +112,9 @@ class ModelSpec:
         seed whenever the model enters eval mode, so a reloaded checkpoint predicts the same.
 
     ``context`` lists facts of the cell the factory is given as keyword arguments: ``seed`` (the
-    cell's seed), ``fold`` (the fold name) and ``run_dir`` (the cell folder).
+    cell's seed), ``fold`` (the fold name), ``run_dir`` (the cell folder), ``train_data`` (the prepared
+    training dataset) and ``train_subjects`` (the cell's training subjects), e.g. to pre-train a frozen
+    part on them. ``train_data`` is ``None`` when the weights come from a checkpoint (evaluation).
     """
 
     name: str

@@ -111,7 +111,7 @@ def check_model(name: str, registry: Registry | None = None, size: int | None = 
         size = size or recipe_size
     size = size or 64
     context = {"seed": 0, "fold": "1", "run_dir": Path(tempfile.gettempdir())}
-    given = {k: context[k] for k in spec.context}
+    given = {k: context.get(k) for k in spec.context}  # no training data: untrained frozen parts
     factory = c.call("import", lambda: resolve_factory(spec.factory), "fix the factory string of its ModelSpec")
 
     def build(aus: tuple[int, ...] = AUS, seed: int = 0) -> Any:

@@ -165,16 +165,43 @@ class TimmFeatures(nn.Module):
         return self.net(x)[self.index]
 
 
+class SynthFANFeatures(FANFeatures):
+    """F_a from a small FAN pre-trained on the cell's training subjects' SynthAU landmarks
+    (:mod:`aubench_fantrans.synthfan`); without training data (evaluating a saved cell, conformance
+    checks) the network is built untrained and its weights come from the checkpoint."""
+
+    def __init__(self, train_data: Any = None, train_subjects: list[str] | None = None, input_size: int = 64,
+                 use_lf: bool = True, use_heatmap: bool = True, **recipe: Any):
+        nn.Module.__init__(self)
+        from aubench_fantrans.synthfan import DEFAULTS, SmallFAN, pretrained_synthfan
+
+        self.variant, self.use_lf, self.use_heatmap = "synthfan", use_lf, use_heatmap
+        if train_data is None:
+            full = {**DEFAULTS, **recipe}
+            self.fan, self.pretraining = SmallFAN(int(full["width"]), 2, int(full["depth"])), None
+            self.weights = "synthfan (weights from the checkpoint)"
+        else:
+            self.fan, self.pretraining = pretrained_synthfan(train_data, list(train_subjects), input_size, recipe)
+            self.weights = f"synthfan {self.pretraining['key']}"
+        self.fan.requires_grad_(False)
+        self.fan.eval()
+        self.out_channels = self.fan.width * (int(use_lf) + 2)
+
+
 _KEYS = {"fan": ("variant", "weights", "allow_random", "use_lf", "use_heatmap"),
-         "timm": ("name", "pretrained", "allow_random")}
+         "timm": ("name", "pretrained", "allow_random"),
+         "synthfan": ("width", "depth", "epochs", "lr", "batch_size", "frame_stride", "seed", "use_lf", "use_heatmap")}
 
 
-def build_backbone(kind: str = "fan", **cfg: Any) -> nn.Module:
-    """Build the frozen extractor; keys of the other kind (left over from a recipe merge) are ignored."""
+def build_backbone(kind: str = "fan", context: dict[str, Any] | None = None, **cfg: Any) -> nn.Module:
+    """Build the frozen extractor; keys of the other kinds (left over from a recipe merge) are ignored.
+    ``context`` (the cell's training data, subjects and input size) is what ``synthfan`` trains on."""
     if kind not in _KEYS:
-        raise ConfigError(f"model.backbone.kind={kind!r}; use 'fan' or 'timm'")
+        raise ConfigError(f"model.backbone.kind={kind!r}; use {', '.join(_KEYS)}")
     unknown = set(cfg) - {k for keys in _KEYS.values() for k in keys}
     if unknown:
         raise ConfigError(f"unknown model.backbone keys {sorted(unknown)}; {kind} takes {list(_KEYS[kind])}")
     args = {k: v for k, v in cfg.items() if k in _KEYS[kind]}
+    if kind == "synthfan":
+        return SynthFANFeatures(**(context or {}), **args)
     return FANFeatures(**args) if kind == "fan" else TimmFeatures(**args)

@@ -163,7 +163,8 @@ class FANTrans(nn.Module):
     def __init__(self, au_set: tuple[int, ...], stats: Any = None, backbone: dict | None = None, input_size: int = 256,
                  conv_dim: int = 192, depth: int = 5, attention: str = "learned",
                  branches: list[list[str]] | None = None, transformer: bool = True, topk: int = 2,
-                 deploy: str | None = None, bias_init: bool = True):
+                 deploy: str | None = None, bias_init: bool = True, train_data: Any = None,
+                 train_subjects: list[str] | None = None):
         super().__init__()
         from aubench_fantrans.backbone import build_backbone
 
@@ -171,7 +172,8 @@ class FANTrans(nn.Module):
                             "attention": attention, "transformer": transformer, "topk": topk}
         self.au_set, self.topk = tuple(au_set), int(topk)
         n_au = len(self.au_set)
-        self.backbone = build_backbone(**(backbone or {}))
+        self.backbone = build_backbone(**(backbone or {}), context={"train_data": train_data, "input_size": input_size,
+                                                                    "train_subjects": train_subjects})
         feat_size = input_size // 4
         self.conv = ConvModule(self.backbone.out_channels, conv_dim, feat_size)
         n_pos = self.conv.out_size ** 2
@@ -206,6 +208,11 @@ class FANTrans(nn.Module):
                         b.o2o.bias.fill_(float(prior.mean()))
                     if b.bias_m is not None:
                         b.bias_m.copy_(prior)
+
+    def record_extras(self) -> dict[str, Any]:
+        """The frozen extractor's weights (and, for the SynthAU FAN, its training subjects and landmark error)."""
+        return {"backbone_weights": getattr(self.backbone, "weights", None),
+                "backbone_pretraining": getattr(self.backbone, "pretraining", None)}
 
     def extract_frozen(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.backbone(batch["image"])

@@ -24,7 +24,7 @@ TABLE1 = {
 
 @hookimpl
 def aubench_register_models():
-    return [ModelSpec(name="fantrans", factory="aubench_fantrans.model:FANTrans",
+    return [ModelSpec(name="fantrans", factory="aubench_fantrans.model:FANTrans", context=("train_data", "train_subjects"),
                       description="frozen FAN features + conv module + attention-drop transformers + diverse classifiers")]
 
 
