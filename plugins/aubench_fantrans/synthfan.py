@@ -26,7 +26,7 @@ from torch import nn
 __all__ = ["SmallFAN", "heatmaps", "pretrain", "pretrained_synthfan", "landmark_nme"]
 
 #: the training recipe's defaults (recipe keys of model.backbone with kind=synthfan)
-DEFAULTS = {"width": 32, "depth": 3, "epochs": 4, "lr": 2e-3, "batch_size": 32, "frame_stride": 2, "seed": 0}
+DEFAULTS = {"width": 32, "depth": 3, "epochs": 12, "lr": 3e-3, "batch_size": 32, "frame_stride": 2, "seed": 0}
 
 
 class SmallFAN(nn.Module):

@@ -189,3 +189,35 @@ def test_on_disfa_every_fantrans_recipe_starts_from_its_own_bp4d_cell_of_the_sam
         assert cells[0].preset == "paper-disfa"
         assert [(c.depends_on.method, c.depends_on.protocol.id, c.depends_on.fold.name, c.depends_on.preset)
                 for c in cells] == [(method, "bp4d-3fold@jaanet-v1", f, "paper") for f in ("1", "2", "3")]
+
+
+def test_the_synthau_fan_trains_only_on_the_cells_training_subjects_and_is_cached(tmp_path, monkeypatch):
+    from conftest import make_registry
+
+    from aubench.cells import plan_cells
+    from aubench.engine import run_cell
+    from aubench_fantrans.synthfan import heatmaps
+
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
+    reg = make_registry()
+    fast = ["epochs=1", "batch_size=16", "model.backbone.epochs=1", "model.backbone.width=16"]
+    cell = plan_cells(reg, "fantrans", "tiny-3fold", folds=["1"], overrides=fast, runs_dir=tmp_path / "r")[0]
+    rec = run_cell(cell, reg, progress=False)
+    pre = rec.model_extras["backbone_pretraining"]
+    trained_on = set(pre["train_subjects"]) | set(pre["nme_subjects"])
+    assert trained_on == set(rec.train_subjects) and not trained_on & set(cell.fold.test_subjects)
+    assert pre["nme_percent"] > 0 and rec.model_extras["backbone_weights"] == f"synthfan {pre['key']}"
+    cached = list((tmp_path / "home" / "pretrained" / "synthfan").glob("*/model.safetensors"))
+    assert len(cached) == 1
+    again = plan_cells(reg, "fantrans", "tiny-3fold", folds=["1"], overrides=[*fast, "optim.lr=0.01"],
+                       runs_dir=tmp_path / "s")[0]
+    assert run_cell(again, reg, progress=False).model_extras["backbone_pretraining"]["key"] == pre["key"]
+    from aubench.data.prepared import ensure_prepared
+    from aubench_fantrans.synthfan import pretrained_synthfan
+
+    data = ensure_prepared(reg.get("dataset", "tiny-bp4d"), progress=False)
+    _, meta = pretrained_synthfan(data, ["F001", "F002", "F003"], 64, {"epochs": 0, "width": 16})
+    assert meta["key"] != pre["key"]  # other training subjects: another network
+    assert len(list((tmp_path / "home" / "pretrained" / "synthfan").glob("*/model.safetensors"))) == 2
+    hm = heatmaps(torch.tensor([[[10.0, 22.0]] * 68]), 16, 0.25)
+    assert hm.shape == (1, 68, 16, 16) and hm[0, 0].argmax() == 5 * 16 + 2  # (x 10 / 4 = 2.5, y 22 / 4 = 5.5): row 5, col 2
