@@ -83,8 +83,9 @@ def test_bp4d_from_crlf_list_of_aligned_crops_matches_the_crops(bp4d, tmp_path):
         assert np.abs(ds.frames[i].astype(int) - crop.astype(int)).mean() < 4  # JPEG round trip only
 
 
-def test_preparation_resumes_after_a_crash_and_parallel_equals_serial(bp4d, tmp_path):
-    root, _ = bp4d
+def _crash_at_frame_12(out, root):
+    """Prepare ``root`` into ``out`` with a detector that crashes on its 12th frame (a power cut); return
+    its call counter and the detector, to resume with."""
     calls = {"n": 0}
 
     def flaky(img):
@@ -95,7 +96,13 @@ def test_preparation_resumes_after_a_crash_and_parallel_equals_serial(bp4d, tmp_
 
     flaky.__name__ = "box_from_background"
     with pytest.raises(RuntimeError, match="power cut"):
-        prepare_bp4d(tmp_path / "a", root, detector=flaky, image_size=32, progress=False)
+        prepare_bp4d(out, root, detector=flaky, image_size=32, progress=False)
+    return calls, flaky
+
+
+def test_preparation_resumes_after_a_crash_and_parallel_equals_serial(bp4d, tmp_path):
+    root, _ = bp4d
+    calls, flaky = _crash_at_frame_12(tmp_path / "a", root)
     assert not (tmp_path / "a" / "meta.json").exists()
     shards = list((tmp_path / "a.shards").glob("*.npz"))
     assert len(shards) >= 2
@@ -260,17 +267,7 @@ def test_a_finished_shard_whose_labels_changed_is_redone_on_resume(bp4d, tmp_pat
 
     root = tmp_path / "raw"
     shutil.copytree(bp4d[0], root)
-    calls = {"n": 0}
-
-    def flaky(img):
-        calls["n"] += 1
-        if calls["n"] == 12:
-            raise RuntimeError("power cut")
-        return box_from_background(img)
-
-    flaky.__name__ = "box_from_background"
-    with pytest.raises(RuntimeError, match="power cut"):
-        prepare_bp4d(tmp_path / "a", root, detector=flaky, image_size=32, progress=False)
+    calls, flaky = _crash_at_frame_12(tmp_path / "a", root)
     done = sorted((tmp_path / "a.shards").glob("*.npz"))
     subj, task = done[0].stem.split("_")
     csv = root / "AUCoding" / "AU_OCC" / f"{subj}_{task}.csv"
