@@ -138,7 +138,8 @@ def pretrained_synthfan(data: Any, subjects: list[str], size: int, cfg: dict[str
     root = aubench_home() / "pretrained" / "synthfan" / key
     with wait_lock(root.with_name(key + ".lock")):
         if not (root / "meta.json").is_file():
-            state, meta = pretrain(data, subjects, size, full)
+            with torch.random.fork_rng():  # the cell's own random stream must not depend on the cache
+                state, meta = pretrain(data, subjects, size, full)
             root.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in state.items()}, str(root / "model.safetensors"))
             (root / "meta.json").write_text(json.dumps({**meta, "key": key}, indent=2))
