@@ -1,0 +1,85 @@
+"""Do the default recipes hold on any seed and any CPU? Every default method on every default protocol,
+over N seeds and two thread settings (the default and ``engine.threads=1``, which changes the
+floating-point reduction order the way another CPU does), then per method and protocol: min, median and
+max AU-average F1 over the cells, the all-positive floor, the spread over seeds of the protocol average,
+and pass/fail against the rule:
+
+* every cell (each fold, seed and thread setting) beats the all-positive floor by at least 5 points;
+* the standard deviation over seeds of the fold-averaged F1 is at most 3 points within a dataset and at
+  most 5 across datasets, for each thread setting.
+
+    python benchmarks/bench_robustness.py --seeds 5 --jobs 2 --runs-dir runs-robustness
+    python benchmarks/bench_robustness.py --methods monet --protocols synth-bp4d-3fold --seeds 3
+
+Cells run in parallel worker processes and are resumable: rerun the same command to finish an
+interrupted measurement (the two thread settings live in two runs folders, since ``engine.threads`` is
+result-neutral by design and would otherwise share a cell folder). Prints one Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from aubench.cells import plan_cells, run_cells
+from aubench.metrics import all_positive_f1, mean_std
+from aubench.records import load_records
+from aubench.registry import get_registry
+
+SETTINGS = {"default": [], "threads=1": ["engine.threads=1"]}
+
+
+def floor(records: list) -> float:
+    """The all-positive predictor's AU-average F1 on the same test frames (mean over the cells)."""
+    return statistics.mean(statistics.mean(all_positive_f1(r.per_au[str(a)]["positive_rate"]) for a in r.aus)
+                           for r in records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--methods", nargs="*", default=None, help="default: every default method")
+    parser.add_argument("--protocols", nargs="*", default=None, help="default: every default protocol")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs-robustness"))
+    parser.add_argument("--overrides", nargs="*", default=[], help="extra overrides for every cell (e.g. epochs=1)")
+    args = parser.parse_args(argv)
+    reg = get_registry()
+    methods = args.methods or [m.name for m in reg.specs["method"].values() if m.default]
+    protocols = [reg.get("protocol", p) for p in args.protocols] if args.protocols else [
+        p for p in reg.specs["protocol"].values() if p.default]
+    cells = [c for setting, extra in SETTINGS.items() for m in methods for p in protocols
+             for c in plan_cells(reg, m, p.id, seeds=list(range(args.seeds)), overrides=[*args.overrides, *extra],
+                                 runs_dir=args.runs_dir / setting)]
+    print(f"{len(cells)} cells ({len(methods)} methods x {len(protocols)} protocols x folds x {args.seeds} seeds x "
+          f"{len(SETTINGS)} thread settings) in {args.runs_dir}")
+    outcomes = run_cells(cells, reg, progress=False, jobs=args.jobs, echo=lambda m: None)
+    failed = [o for o in outcomes if o.status == "failed"]
+    print("| method | protocol | min | median | max | floor | seed std (default / threads=1) | limit | pass |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    verdict = True
+    for m in methods:
+        for p in protocols:
+            recs = {s: [r for r in load_records(args.runs_dir / s / p.id / m)] if (args.runs_dir / s / p.id / m).is_dir()
+                    else [] for s in SETTINGS}
+            everything = [r for rs in recs.values() for r in rs]
+            if not everything:
+                continue
+            f1s = sorted(r.f1_avg for r in everything)
+            low = floor(everything)
+            stds = []
+            for rs in recs.values():
+                per_seed = [mean_std([r.f1_avg for r in rs if r.seed == s])[0] for s in sorted({r.seed for r in rs})]
+                stds.append(mean_std(per_seed)[1] if len(per_seed) > 1 else float("nan"))
+            limit = 5.0 if p.cross_dataset else 3.0
+            ok = min(f1s) >= low + 5 and all(s <= limit for s in stds if s == s)
+            verdict &= ok
+            print(f"| {m} | {p.id} | {f1s[0]:.1f} | {statistics.median(f1s):.1f} | {f1s[-1]:.1f} | {low:.1f} | "
+                  f"{' / '.join(f'{s:.1f}' for s in stds)} | {limit:.0f} | {'pass' if ok else 'FAIL'} |")
+    if failed:
+        print(f"\n{len(failed)} cell(s) failed: {', '.join(o.cell.label for o in failed[:5])}")
+    return 0 if verdict and not failed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
