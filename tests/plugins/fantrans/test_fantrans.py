@@ -200,7 +200,7 @@ def test_the_synthau_fan_trains_only_on_the_cells_training_subjects_and_is_cache
 
     monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
     reg = make_registry()
-    fast = ["epochs=1", "batch_size=16", "model.backbone.epochs=1", "model.backbone.width=16"]
+    fast = ["preset=smoke-synthfan", "epochs=1", "batch_size=16", "model.backbone.epochs=1", "model.backbone.width=16"]
     cell = plan_cells(reg, "fantrans", "tiny-3fold", folds=["1"], overrides=fast, runs_dir=tmp_path / "r")[0]
     rec = run_cell(cell, reg, progress=False)
     pre = rec.model_extras["backbone_pretraining"]
