@@ -1,0 +1,78 @@
+"""CAFE for AUs: the mask, the pieces, the piece logits, the diverse loss, masked labels, and a cell."""
+import pytest
+import torch
+
+from aubench.testing import AUS, toy_batch, toy_stats
+from aubench_cafe.losses import CAFELoss, diverse_loss
+from aubench_cafe.model import CAFE, piece_logits, piece_sizes
+
+SMOKE = {"kind": "timm", "name": "test_resnet", "pretrained": False, "allow_random": True}
+
+
+def model():
+    torch.manual_seed(0)
+    return CAFE(AUS, toy_stats(), frozen=dict(SMOKE), mask_net="test_resnet", input_size=64)
+
+
+def test_the_sigmoid_mask_is_in_0_1_and_shaped_like_the_frozen_features():
+    net, batch = model(), toy_batch(size=64)
+    fixed = net.extract_frozen(batch)
+    mask = net.sigmoid_mask(batch["image"], tuple(fixed.shape[-2:]))
+    assert mask.shape == fixed.shape and bool(((mask > 0) & (mask < 1)).all())
+
+
+def test_pieces_partition_the_channels_and_piece_logits_equal_a_direct_computation():
+    sizes = piece_sizes(26, 5)
+    assert sizes == [5, 5, 5, 5, 6] and sum(sizes) == 26
+    with pytest.raises(Exception, match="at least one channel per AU"):
+        piece_sizes(3, 5)
+    pooled = torch.randn(3, 26)
+    keep = torch.rand(3, 26) > 0.3
+    keep[:, [0, 5, 10, 15, 20]] = True
+    got = piece_logits(pooled, sizes, keep)
+    for b in range(3):
+        start = 0
+        for k, n in enumerate(sizes):
+            values = [float(pooled[b, c]) for c in range(start, start + n) if keep[b, c]]
+            assert float(got[b, k]) == pytest.approx(max(values))
+            start += n
+
+
+def test_the_diverse_loss_is_minimal_for_disjoint_channels_and_maximal_for_identical_ones():
+    disjoint = torch.full((1, 4, 2, 2), -50.0)
+    for c in range(4):
+        disjoint[0, c].view(-1)[c] = 50.0  # each channel attends its own position
+    identical = torch.zeros(1, 4, 2, 2)
+    identical[0, :, 0, 0] = 50.0
+    assert float(diverse_loss(disjoint, [2, 2])) == pytest.approx(0.0, abs=1e-6)
+    assert float(diverse_loss(identical, [2, 2])) == pytest.approx(0.5, abs=1e-6)  # 1 - 1/n
+
+
+def test_masked_labels_contribute_nothing_to_any_term():
+    net, batch = model(), toy_batch(size=64)
+    net.train()
+    torch.manual_seed(1)
+    out = net(batch)
+    loss = CAFELoss()
+    value, terms = loss(out, batch, toy_stats())
+    flipped = dict(batch, labels=torch.where(batch["mask"], batch["labels"], 1 - batch["labels"]))
+    again, _ = loss(out, flipped, toy_stats())
+    assert set(terms) == {"cls", "sep", "div"} and torch.allclose(value, again)
+    value.backward()
+    assert net.to_mask.weight.grad.abs().sum() > 0 and net.piece_offset.grad is not None
+
+
+def test_a_cafe_cell_runs_on_the_synthau_fan_of_its_training_subjects(tmp_path, monkeypatch):
+    from conftest import make_registry
+
+    from aubench.cells import plan_cells
+    from aubench.engine import run_cell
+
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
+    reg = make_registry()
+    (cell,) = plan_cells(reg, "cafe", "tiny-cross", runs_dir=tmp_path / "runs",
+                         overrides=["epochs=1", "batch_size=16", "model.frozen.epochs=1", "model.frozen.width=16"])
+    rec = run_cell(cell, reg, progress=False)
+    pre = rec.model_extras["frozen_pretraining"]
+    assert pre["dataset"] == "tiny-bp4d" and not set(pre["train_subjects"]) & set(cell.fold.test_subjects)
+    assert sum(rec.model_extras["pieces"]) == 48 and len(rec.model_extras["pieces"]) == 12
