@@ -15,6 +15,14 @@ from typing import IO
 __all__ = ["CellBusy", "cell_lock", "wait_lock", "die_with_parent"]
 
 
+def _fcntl():  # noqa: ANN202 - the module, or None where there is no flock (Windows)
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl
+
+
 class CellBusy(Exception):
     """Another process holds the cell's lock."""
 
@@ -27,10 +35,12 @@ class cell_lock:  # noqa: N801 - used as a context manager, like open()
         self.fh: IO[str] | None = None
 
     def __enter__(self) -> cell_lock:
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        fcntl = _fcntl()
         fh = open(self.path, "a+")  # noqa: SIM115 - closed in __exit__
+        if fcntl is None:  # no flock on this platform: no lock
+            self.fh = fh
+            return self
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -59,11 +69,10 @@ class wait_lock:  # noqa: N801
         self.fh: IO[str] | None = None
 
     def __enter__(self) -> wait_lock:
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh = open(self.path, "a+")  # noqa: SIM115 - closed in __exit__
-        fcntl.flock(self.fh, fcntl.LOCK_EX)
+        if (fcntl := _fcntl()) is not None:
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
         return self
 
     def __exit__(self, *exc: object) -> None:
