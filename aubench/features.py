@@ -85,8 +85,9 @@ def per_frame(fn: Callable[[dict[str, Any]], Any], frames: FrameBatches, rt: Run
     return means[""] if single else means
 
 
-def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig) -> str:
-    """What the cached features depend on: frozen weights, data, frames, input view and the model recipe."""
+def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig, rt: Runtime) -> str:
+    """What the cached features depend on: frozen weights, data, frames, input view, the model recipe, and how
+    they were computed (device kind and bf16 autocast change their values)."""
     from omegaconf import OmegaConf
 
     digest, params = hashlib.sha256(), dict(model.named_parameters())
@@ -94,7 +95,8 @@ def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig) -
         if name not in params or not params[name].requires_grad:
             digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
     view = {"model": OmegaConf.to_container(cfg.model, resolve=True), "input": OmegaConf.to_container(cfg.get("input") or {}),
-            "crop": (cfg.get("augment") or {}).get("crop"), "data": frames.data.fingerprint}
+            "crop": (cfg.get("augment") or {}).get("crop"), "data": frames.data.fingerprint,
+            "device": rt.device.split(":")[0], "amp": rt.amp, "channels_last": rt.channels_last}
     digest.update(json.dumps(view, sort_keys=True, default=str).encode() + np.asarray(frames.rows).tobytes())
     return digest.hexdigest()[:20]
 
@@ -102,7 +104,7 @@ def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig) -
 def _on_disk(model: torch.nn.Module, frames: FrameBatches, rt: Runtime, cfg: DictConfig) -> FeatureCache:
     from aubench.data.prepared import aubench_home
 
-    root = aubench_home() / "features" / feature_key(model, frames, cfg)
+    root = aubench_home() / "features" / feature_key(model, frames, cfg, rt)
     if not (root / "meta.json").is_file():
         out = per_frame(model.extract_frozen, frames, rt, cfg)
         named = {"": out} if not isinstance(out, dict) else out

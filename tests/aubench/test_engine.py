@@ -289,3 +289,20 @@ def test_clips_of_consecutive_frames_train_and_every_test_frame_gets_exactly_one
                         {"hflip": 0.5}, torch.Generator().manual_seed(3))["image"]
     per_frame = [bool(torch.equal(o, i.flip(-1))) for o, i in zip(out, img)]
     assert per_frame[:4] in ([True] * 4, [False] * 4) and per_frame[4:] in ([True] * 4, [False] * 4)
+
+
+def test_the_disk_feature_key_follows_how_features_are_computed(reg, tmp_path):
+    from toy_components import FrozenToy
+
+    from aubench.engine import Runtime
+    from aubench.features import feature_key
+    from aubench.split import frame_sets, split_cell
+
+    cell = one_cell(reg, tmp_path, overrides=["model={name:frozen_toy}"])
+    data = split_cell(cell, reg, progress=False)
+    frames = frame_sets(data, (), cell).test
+    model = FrozenToy((1, 2))
+    cpu = feature_key(model, frames, cell.config, Runtime("cpu", False, False))
+    assert cpu == feature_key(model, frames, cell.config, Runtime("cpu", False, False))
+    assert cpu != feature_key(model, frames, cell.config, Runtime("cuda", True, True))  # bf16 features differ
+    assert cpu != feature_key(model, frames, cell.config, Runtime("cuda", False, False))

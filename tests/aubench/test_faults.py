@@ -63,7 +63,10 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_result(ref
     assert proc.returncode == 0, out
     assert kills >= 2
     assert _results(runs) == expected
-    assert not list(runs.rglob("*.tmp*")) or all(".lock" not in p.name for p in runs.rglob("*.tmp*"))
+    # what a kill can leave behind is only ever a temporary name no reader opens as a result
+    finished = {"record.json", "predictions.npz", "model.safetensors", ".lock", "LEADERBOARD.md"}
+    leftovers = {p.name for p in runs.rglob("*") if p.is_file() and p.suffix != ".png"} - finished  # png: plots
+    assert all(name.startswith(".") or name == "checkpoint.tmp" for name in leftovers), leftovers
 
 
 def test_two_processes_on_one_runs_folder_share_the_cells_without_corrupting_them(reference, tmp_path):
