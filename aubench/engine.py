@@ -47,7 +47,8 @@ __all__ = ["run_cell", "Runtime", "fit", "predict", "evaluate"]
 
 @dataclass
 class Runtime:
-    """Where and how a cell computes: device, bf16 autocast and channels_last (both on CUDA only)."""
+    """Where and how a cell computes: device, bf16 autocast (CUDA only) and channels_last (``auto``: on
+    CUDA; ``true``: on the CPU too)."""
 
     device: str
     amp: bool
@@ -71,7 +72,8 @@ class Runtime:
             raise ConfigError(f"engine.device={requested} but CUDA is not available; use engine.device=auto or cpu.")
         device = ("cuda" if torch.cuda.is_available() else "cpu") if requested == "auto" else requested
         on_cuda = device.startswith("cuda")
-        return cls(device, bool(engine.amp) and on_cuda, bool(engine.channels_last) and on_cuda)
+        cl = engine.get("channels_last", "auto")
+        return cls(device, bool(engine.amp) and on_cuda, on_cuda if cl == "auto" else bool(cl))
 
     @property
     def on_cuda(self) -> bool:

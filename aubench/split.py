@@ -95,6 +95,8 @@ def frame_sets(data: CellData, inputs: tuple[str, ...], cell: Cell) -> FrameSets
     y_te, m_te = data.test_ds.labels(data.eval_aus, cell.protocol.positive_threshold)
 
     def frames(ds: Any, rows: np.ndarray, y: np.ndarray, m: np.ndarray) -> FrameBatches:
-        return FrameBatches(ds, rows, y[rows], m[rows], inputs, cell.config.get("clip"))
+        return FrameBatches(ds, rows, y[rows], m[rows], inputs, cell.config.get("clip"), size)
+    # frames are resized once, up front, unless a crop must see the stored resolution first
+    size = None if (cell.config.get("augment") or {}).get("crop") else (cell.config.get("input") or {}).get("size")
     return FrameSets(frames(data.train_ds, data.train_rows, y_tr, m_tr), frames(data.test_ds, data.test_rows, y_te, m_te),
                      frames(data.train_ds, data.val_rows, y_tr, m_tr) if len(data.val_rows) else None)

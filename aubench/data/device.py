@@ -27,11 +27,14 @@ def to_device(batch: dict[str, Any], device: str, channels_last: bool, cfg: Dict
 
     from aubench.data.augment import augment_batch, crop_batch, normalise
 
+    stored = batch.pop("stored_size", None)  # frames resized at load (FrameBatches): pixels were given at this width
     out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     if "image" not in out:  # a vector dataset: batch["x"] goes to the model as it is
         return out
     out["image"] = out["image"].float() / 255.0
     aug = cfg.get("augment") or {}
+    if stored is not None and aug.get("shift"):
+        aug = {**aug, "shift": float(aug["shift"]) * out["image"].shape[-1] / int(stored)}
     if aug.get("crop"):  # random crop in training, the centre crop (the test view) otherwise
         out = crop_batch(out, int(aug["crop"]), gen)
     if gen is not None and aug:

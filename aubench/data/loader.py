@@ -46,11 +46,20 @@ class FrameBatches(torch.utils.data.Dataset):
     per-frame key keeps its shape), plus ``clip`` int64 [C*L] (the clip of each frame in the batch),
     ``video`` int64 and ``frame`` int64. A model reshapes to [C, L, ...] and returns one prediction per
     frame; frames in several clips are averaged at prediction.
+
+    With ``size`` smaller than the stored frames (and no parsing maps asked for), every frame is
+    resized once to ``size`` x ``size`` (:func:`resized_frames`, antialiased like the per-batch resize
+    it replaces) and batches carry ``stored_size`` (the stored width) so pixel amounts in the
+    augmentation keep their meaning; landmarks are scaled with the image.
     """
 
     def __init__(self, data: PreparedDataset, rows: np.ndarray, labels: np.ndarray, mask: np.ndarray,
-                 inputs: Sequence[str] = (), clip: Any = None):
+                 inputs: Sequence[str] = (), clip: Any = None, size: int | None = None):
         self.data, self.rows, self.labels, self.mask = data, np.asarray(rows), labels, mask
+        stored = data.frames.shape[2] if data.features is None else 0
+        self.small = (resized_frames(data, int(size)) if size and int(size) < stored and "parsing" not in inputs
+                      else None)
+        self.stored = stored
         length = int((clip or {}).get("length", 1) or 1)
         self.clips = (clip_table(data.index.iloc[self.rows][["subject", "video", "frame"]], length,
                                  int(clip.get("stride", length) or length)) if length > 1 else None)
@@ -75,7 +84,10 @@ class FrameBatches(torch.utils.data.Dataset):
         if self.data.features is not None:  # a vector dataset
             batch = {"x": torch.from_numpy(np.ascontiguousarray(self.data.features[rows]))}
         else:
-            batch = {"image": torch.from_numpy(np.ascontiguousarray(self.data.frames[rows])).permute(0, 3, 1, 2)}
+            frames = self.data.frames if self.small is None else self.small
+            batch = {"image": torch.from_numpy(np.ascontiguousarray(frames[rows])).permute(0, 3, 1, 2)}
+            if self.small is not None:
+                batch["stored_size"] = torch.tensor(self.stored)
         batch.update({
             "labels": torch.from_numpy(self.labels[pos]),
             "mask": torch.from_numpy(self.mask[pos]),
@@ -84,6 +96,8 @@ class FrameBatches(torch.utils.data.Dataset):
         })
         if "landmarks" in self.inputs:
             batch["landmarks"] = torch.from_numpy(np.ascontiguousarray(self.data.landmarks[rows]))
+            if self.small is not None:
+                batch["landmarks"] = batch["landmarks"].float() * (self.small.shape[2] / self.stored)
         if "parsing" in self.inputs:
             batch["parsing"] = torch.from_numpy(np.ascontiguousarray(self.data.parsing[rows]))
         if self.clips is not None:
@@ -93,6 +107,28 @@ class FrameBatches(torch.utils.data.Dataset):
             batch["video"] = torch.from_numpy(np.unique(keys, return_inverse=True)[1].astype(np.int64))
             batch["frame"] = torch.from_numpy(index["frame"].to_numpy().astype(np.int64))
         return batch
+
+
+_RESIZED: dict[tuple[str, int], np.ndarray] = {}
+
+
+def resized_frames(data: PreparedDataset, size: int) -> np.ndarray:
+    """Every frame of ``data`` resized to ``size`` (uint8 [N, size, size, 3]), kept for the process's
+    later cells (keyed by the dataset's fingerprint). Bilinear with antialiasing, as
+    :func:`aubench.data.augment.normalise` resizes a batch; only the rounding to uint8 differs."""
+    import torch.nn.functional as F
+
+    key = (f"{data.root}:{data.meta.get('fingerprint')}", size)
+    if key not in _RESIZED:
+        if len(_RESIZED) >= 4:
+            _RESIZED.pop(next(iter(_RESIZED)))
+        out = np.empty((len(data.frames), size, size, 3), np.uint8)
+        for i in range(0, len(out), 1024):
+            x = torch.from_numpy(np.array(data.frames[i:i + 1024])).permute(0, 3, 1, 2).float()
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            out[i:i + 1024] = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        _RESIZED[key] = out
+    return _RESIZED[key]
 
 
 def make_loader(ds: FrameBatches, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0,
