@@ -57,8 +57,9 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
     run.add_argument("--fold", action="append", help="only this fold (repeatable); default: every fold")
     run.add_argument("--seeds", type=int, default=1,
                      help="run N seeds, starting at the recipe's seed (0, or seed=K), and report mean ± std")
-    run.add_argument("--jobs", type=int, default=1,
-                     help="cells in parallel worker processes, each with cores/jobs threads (default 1)")
+    run.add_argument("--jobs", type=int, default=int(os.environ.get("AUBENCH_JOBS", "0") or 0),
+                     help="cells in parallel worker processes, each with cores/jobs torch threads (default 0: "
+                          "one per CPU core, or 1 when CUDA is available; env AUBENCH_JOBS)")
     run.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("AUBENCH_RUNS", "runs")))
     run.add_argument("--overwrite", action="store_true", help="redo cells that already have a result record")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell only)")
@@ -283,8 +284,12 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
         raise ConfigError("name a method (see `aubench list methods`) or pass --all")
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
-    if args.jobs < 1:
-        raise ConfigError("--jobs must be at least 1")
+    if args.jobs < 0:
+        raise ConfigError("--jobs must be 0 (one per CPU core) or more")
+    if args.jobs == 0:
+        import torch
+
+        args.jobs = 1 if torch.cuda.is_available() else (os.cpu_count() or 1)
     protos = _protocols_for(reg, args.dataset, args.protocol)
     cells = []
     for method in methods:

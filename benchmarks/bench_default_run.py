@@ -1,8 +1,14 @@
-"""Wall time of the default run (`aubench run --all` on SynthAU) in a fresh runs folder, with the
-time per method and protocol taken from the result records. The budget is 15 minutes on 2 CPU cores."""
+"""Wall time of the default run (`aubench run --all` on SynthAU, datasets generated from scratch in an
+empty AUBENCH_HOME) in a fresh runs folder, with each method's share of the cells' time taken from the
+result records, and the calibration figure (`bench_calibration.py`) to set it beside another machine's.
+
+    python benchmarks/bench_default_run.py [--jobs N] [--keep DIR]
+"""
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -10,20 +16,36 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench_calibration import calibrate
+
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=0, help="aubench run --jobs (0: one per core)")
+    ap.add_argument("--keep", type=Path, help="runs folder to keep (default: a temporary one)")
+    ap.add_argument("extra", nargs="*", help="more `aubench run` arguments (e.g. seed=1 engine.threads=2)")
+    args = ap.parse_args()
+    cal = calibrate()
     with tempfile.TemporaryDirectory() as tmp:
+        runs = args.keep or Path(tmp) / "runs"
+        env = {**os.environ, "AUBENCH_HOME": str(Path(tmp) / "home")}
+        env.pop("AUBENCH_JOBS", None)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "aubench.cli", "run", "--all", "--runs-dir", tmp, "--no-progress"],
-                       check=True)
+        subprocess.run([sys.executable, "-m", "aubench.cli", "run", "--all", "--runs-dir", str(runs), "--no-progress",
+                        "--jobs", str(args.jobs), *args.extra], check=True, env=env)
         wall = time.perf_counter() - t
-        per = defaultdict(float)
-        for path in Path(tmp).rglob("record.json"):
+        per: dict[str, float] = defaultdict(float)
+        cells: dict[str, int] = defaultdict(int)
+        for path in Path(runs).rglob("record.json"):
             rec = json.loads(path.read_text())
-            per[(rec["method"], rec["protocol_id"])] += rec["timings"]["total_seconds"]
-        for (method, proto), seconds in sorted(per.items()):
-            print(f"{method:20s} {proto:32s} {seconds:7.1f} s")
-        print(f"total wall time: {wall:.0f} s ({wall / 60:.1f} min; budget 15 min)")
+            per[rec["method"]] += rec["timings"]["total_seconds"]
+            cells[rec["method"]] += 1
+    total = sum(per.values())
+    print(f"\n{'method':16s} {'cells':>5s} {'cell-seconds':>12s} {'share':>6s}")
+    for method, seconds in sorted(per.items(), key=lambda kv: -kv[1]):
+        print(f"{method:16s} {cells[method]:5d} {seconds:12.1f} {seconds / total:6.1%}")
+    print(f"default run: {wall:.0f} s wall ({wall / 60:.1f} min; goal 4 min on the machine that set it), "
+          f"calibration {cal:.0f} images/s")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("AUBENCH_HOME", str(Path(__file__).parent / ".." / ".cache" / "test-home"))
+os.environ.setdefault("AUBENCH_JOBS", "1")  # `aubench run` in tests: cells in the test process unless asked
 
 from aubench import BP4D_AUS, DISFA_AUS, DatasetSpec, Fold, ProtocolSpec, hookimpl  # noqa: E402
 from aubench.registry import Registry, reset_registry  # noqa: E402

@@ -102,6 +102,7 @@ class _Recurrent(nn.Module):
         self.init = nn.Linear(in_dim, hidden) if in_dim != hidden else nn.Identity()
         self.in_dim = 1 + (n_tasks if task_input else 0)  # previous label [+ which task it belongs to]
         self.teacher_dropout = float(teacher_dropout)
+        self.feedback = "sample"  # at inference: "sample" (Alg. 1-2), "mean" (the probability) or "hidden" (0.5)
 
     def _seed_inference(self, seed: int) -> None:
         self._infer_seed = int(seed) + 7919
@@ -145,9 +146,13 @@ class _Recurrent(nn.Module):
             logits = logits.scatter(1, task[:, None], o[:, None])
             if labels is not None:
                 prev_y = labels.gather(1, task[:, None]).squeeze(1)
-            else:
+            elif self.feedback == "sample":
                 draw = torch.rand(o.shape, generator=self.infer_gen).to(o.device)  # a CPU stream on any device
                 prev_y = (draw < torch.sigmoid(o.detach().float())).to(o.dtype)
+            elif self.feedback == "mean":
+                prev_y = torch.sigmoid(o.detach().float()).to(o.dtype)
+            else:  # "hidden": fed back as "no information", as teacher_dropout hides labels in training
+                prev_y = torch.full_like(o, 0.5)
             prev_task = task
         return logits
 

@@ -45,9 +45,11 @@ class MONETLoss:
     (weighted) BCE of their logits plus the same Dice, so the chapter's baselines share the loss.
     """
 
-    def __init__(self, weighted: bool = False, dice_weight: float = 0.0, dice_form: str = "literal"):
+    def __init__(self, weighted: bool = False, dice_weight: float = 0.0, dice_form: str = "literal",
+                 aux_weight: float = 0.0):
         from aubench import ConfigError
 
+        self.aux_weight = float(aux_weight)  # (weighted) BCE of the model's encoder read-out (model.aux_head)
         if dice_form not in ("literal", "example", "batch"):
             raise ConfigError(f"loss.dice_form={dice_form!r}; use literal (eq. 2.39-2.40), example or batch")
         self.weighted, self.dice_weight, self.dice_form = weighted, float(dice_weight), dice_form
@@ -56,6 +58,12 @@ class MONETLoss:
         y, mask = batch["labels"], batch["mask"]
         w = torch.as_tensor(stats.jaanet_weights(), dtype=torch.float32, device=y.device) if self.weighted else None
         terms = {}
+        if self.aux_weight and "aux_logits" in outputs:
+            # summed over the AUs per example, like eq. 2.27's likelihood, so that aux_weight = 1 weighs
+            # the encoder read-out as much as the head
+            aux = masked_bce(outputs["aux_logits"], y, mask, w)[0] * y.shape[1]
+            main, terms = self({k: v for k, v in outputs.items() if k != "aux_logits"}, batch, stats)
+            return main + self.aux_weight * aux, {**terms, "aux": float(aux.detach())}
         if self.dice_form == "literal" and self.dice_weight:
             return self._literal(outputs, y, mask, w)
         if "order_logits" in outputs:

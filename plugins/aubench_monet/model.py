@@ -38,7 +38,8 @@ class MultiTaskNet(nn.Module):
                  orders: list[list[int]] | None = None, order_lr: float = 5e-3, bias_init: bool = True,
                  vmns_layers: int = 2, teacher_dropout: float = 0.0,
                  task_input: bool = True, mrnn_order: str = "fixed", seed: int | None = None,
-                 shared_readout: bool = False):
+                 shared_readout: bool = False, feedback: str = "sample",
+                 aux_head: bool = False):
         super().__init__()
         if order_seed is None:  # the M orders (and MRNN's one) are drawn with the cell's seed
             order_seed = seed or 0
@@ -63,9 +64,20 @@ class MultiTaskNet(nn.Module):
         else:
             raise ConfigError(f"model.head={head!r}; use vmnc, vmns, mrnn or monet")
         self.head_kind = head
+        # A linear read-out of the encoder's features, trained beside the head (loss.aux_weight) and never
+        # used to predict: the thesis always starts from a pretrained encoder (§2.5.3); trained from
+        # scratch through a recurrent head alone, the encoder learns nothing at the smoke budget
+        # (README, "MONET's smoke collapse").
+        self.aux = nn.Linear(feat, n) if aux_head else None
+        if feedback not in ("sample", "mean", "hidden"):
+            raise ConfigError(f"model.feedback={feedback!r}; use sample (Alg. 1-2), mean or hidden")
+        if hasattr(self.head, "feedback"):
+            self.head.feedback = feedback
         if bias_init and stats is not None:  # eq. (2.38)
             prior = torch.as_tensor(stats.bias_init(), dtype=torch.float32)
             with torch.no_grad():
+                if self.aux is not None:
+                    self.aux.bias.copy_(prior)
                 if hasattr(self.head, "out_biases"):
                     for b, v in zip(self.head.out_biases, prior):
                         b.fill_(float(v))
@@ -76,7 +88,10 @@ class MultiTaskNet(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         h0 = self.encoder(batch["x"] if self.vector_input else batch["image"])
-        return self.head(h0, batch.get("labels") if self.training else None, batch.get("mask"))
+        out = self.head(h0, batch.get("labels") if self.training else None, batch.get("mask"))
+        if self.aux is not None and self.training:
+            out["aux_logits"] = self.aux(h0)
+        return out
 
     def configure_optimizers(self, optim: dict, sched: dict, steps_per_epoch: int, epochs: int) -> list[dict]:
         """The encoder and heads on the recipe's optimiser; MONET's order logits on their own Adam
