@@ -33,7 +33,8 @@ HARNESS_KEYS: dict[str, Any] = {
 }
 #: the harness's sections: key -> type (tuple of types) or allowed values (set)
 SECTIONS: dict[str, dict[str, Any]] = {
-    "engine": {"device": (str,), "amp": (bool,), "channels_last": {True, False, "auto"}, "compile": (bool,), "num_workers": (int,),
+    "engine": {"device": (str,), "amp": (bool,), "channels_last": {True, False, "auto"}, "compile": (bool,),
+               "num_workers": (int,),
                "eval_batch_size": (int,), "cache_features": {True, False, "auto"}, "threads": (int, type(None)),
                "feature_store": {"memory", "disk"}},
     "clip": {"length": (int,), "stride": (int,)},

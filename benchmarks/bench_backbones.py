@@ -7,7 +7,11 @@ import time
 import timm
 import torch
 
-CANDIDATES = ["resnet18", "test_resnet", "test_efficientnet", "test_convnext", "test_byobnet"]
+from aubench.backbones import _register
+
+_register()  # aubench_smoke_cnn
+
+CANDIDATES = ["resnet18", "test_resnet", "aubench_smoke_cnn", "test_efficientnet", "test_convnext", "test_byobnet"]
 
 
 def rate(name: str, size: int, batch: int = 64, steps: int = 6) -> float:
@@ -26,8 +30,8 @@ def rate(name: str, size: int, batch: int = 64, steps: int = 6) -> float:
 
 def main() -> None:
     torch.manual_seed(0)
-    print(f"torch threads: {torch.get_num_threads()}")
-    for size in (48, 64):
+    torch.set_num_threads(1)  # as each `aubench run --jobs` worker on 2 cores
+    for size in (32, 48):
         base = rate("resnet18", size)
         for name in CANDIDATES:
             r = base if name == "resnet18" else rate(name, size)

@@ -39,7 +39,7 @@ def test_errors_are_one_line_with_a_suggestion(registry, capsys):
 def test_show_prints_the_resolved_recipe(registry, capsys):
     assert main(["show", "vmnc-wbce-dice", "optim.lr=0.01"]) == 0
     out = capsys.readouterr().out
-    assert "lr: 0.01" in out and "backbone: test_resnet" in out and "name: dice" in out
+    assert "lr: 0.01" in out and "backbone: aubench_smoke_cnn" in out and "name: dice" in out
 
 
 def test_list_shows_every_kind(registry, capsys):

@@ -7,7 +7,7 @@ from aubench.errors import ConfigError, UnknownNameError
 def test_preset_auto_picks_smoke_on_synthetic_and_paper_on_real(registry):
     smoke = compose("vmnc-bce", registry=registry)
     paper = compose("vmnc-bce", registry=registry, dataset="bp4d")
-    assert smoke.preset == "smoke" and smoke.model.backbone == "test_resnet"
+    assert smoke.preset == "smoke" and smoke.model.backbone == "aubench_smoke_cnn"
     assert paper.preset == "paper" and paper.model.backbone == "inception_v3" and paper.optim.lr == 1e-4
     assert "presets" not in smoke
 

@@ -394,3 +394,41 @@ def test_warmup_choice_and_the_whole_chain_use_validation(registry, runs, capsys
     chosen = out[out.index("Chosen on validation: n = ") + 26:].split(";")[0]
     assert f"Table 2.2\n\nToy dataset (thesis §2.5.1), T = 5, 1 runs x 2 epochs, warm-up n = {chosen}," in out
     assert "thesis Table 2.1\n\nToy dataset (thesis §2.5.1), T = 5, 1 runs x 2 epochs, warm-up n = 50," in out
+
+
+def test_encoder_read_out_trains_beside_the_head_and_never_predicts():
+    """model.aux_head + loss.aux_weight (the smoke recipe's stand-in for a pretrained encoder): the
+    read-out's BCE, summed over AUs like eq. 2.27's likelihood, is added in training only."""
+    model = net(aux_head=True)
+    x = torch.randn(8, 2)
+    y = (torch.rand(8, 3) < 0.5).float()
+    batch = {"x": x, "labels": y, "mask": torch.ones(8, 3, dtype=torch.bool)}
+    model.train()
+    out = model(batch)
+    assert out["aux_logits"].shape == (8, 3)
+    stats = toy_stats(AUS3)
+    base, _ = MONETLoss(dice_form="batch")(out, batch, stats)
+    total, terms = MONETLoss(dice_form="batch", aux_weight=0.5)(out, batch, stats)
+    aux = torch.nn.functional.binary_cross_entropy_with_logits(out["aux_logits"], y) * 3
+    assert torch.allclose(total, base + 0.5 * aux) and terms["aux"] == pytest.approx(float(aux))
+    model.eval()
+    assert "aux_logits" not in model(batch)
+    assert net().aux is None
+
+
+def test_inference_feedback_modes():
+    """model.feedback: "hidden" feeds 0.5 (what teacher dropout feeds in training), "mean" the probability
+    (no draws), "sample" Bernoulli draws (Alg. 1-2)."""
+    x = torch.randn(4, 2)
+    order = sample_orders(3, 1, seed=0).expand(4, -1)
+    runs = {}
+    for feedback in ("sample", "mean", "hidden"):
+        head = net(feedback=feedback).eval().head
+        h0 = head.init(net().encoder(x))
+        with torch.no_grad():
+            runs[feedback] = [head._unroll(h0, order, None) for _ in range(2)]
+            if feedback == "hidden":
+                assert torch.allclose(runs[feedback][0], head._unroll(h0, order, torch.full((4, 3), 0.5)))
+    assert torch.equal(*runs["mean"]) and torch.equal(*runs["hidden"])
+    with pytest.raises(ConfigError, match="model.feedback"):
+        net(feedback="greedy")
