@@ -42,13 +42,16 @@ def run_multirun(argv: list[str]) -> int:
     from aubench.cells import plan_cells, run_cells
     from aubench.registry import get_registry
 
-    reg = get_registry()
+    conf = str(get_registry().search_paths[0])
     args = _hydra_args([a for a in argv if a not in ("-m", "--multirun")])
     if not any(a.startswith("hydra.sweep.dir=") for a in args):
         args.append("hydra.sweep.dir=${runs_dir}/.sweeps/${now:%Y-%m-%d_%H-%M-%S}")
     failures: list[str] = []
 
     def task(cfg: Any) -> float | None:
+        # the registry is looked up in the job's process (a launcher may run it in another one, where
+        # plugins come from entry points), never pickled with the task
+        reg = get_registry()
         hc = HydraConfig.get()
         if cfg.protocol is None:
             raise ConfigError("a sweep needs protocol=<name> (see `aubench list protocols`)")
@@ -69,7 +72,7 @@ def run_multirun(argv: list[str]) -> int:
         done = [o.record.f1_avg for o in outcomes if o.record]
         return sum(done) / len(done) if done else None
 
-    app = hydra.main(version_base="1.3", config_path=str(reg.search_paths[0]), config_name="sweep")(task)
+    app = hydra.main(version_base="1.3", config_path=conf, config_name="sweep")(task)
     saved = sys.argv
     sys.argv = ["aubench sweep", "--multirun", *args]
     try:

@@ -47,13 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocols", nargs="*", default=None, help="default: every default protocol")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs-robustness"))
     parser.add_argument("--overrides", nargs="*", default=[], help="extra overrides for every cell (e.g. epochs=1)")
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS),
+                        help="thread settings to run (default: both)")
+    parser.add_argument("--report", action="store_true", help="run nothing: print the table of the records there")
     args = parser.parse_args(argv)
     reg = get_registry()
     methods = args.methods or [m.name for m in reg.specs["method"].values() if m.default]
     protocols = [reg.get("protocol", p) for p in args.protocols] if args.protocols else [
         p for p in reg.specs["protocol"].values() if p.default]
     outcomes = []
-    for setting, (extra, threads) in SETTINGS.items():
+    for setting in [] if args.report else args.settings:
+        extra, threads = SETTINGS[setting]
         cells = [c for m in methods for p in protocols
                  for c in plan_cells(reg, m, p.id, seeds=list(range(args.seeds)), overrides=[*args.overrides, *extra],
                                      runs_dir=args.runs_dir / setting)]
@@ -61,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.seeds} seeds) in {args.runs_dir / setting}", flush=True)
         outcomes += run_cells(cells, reg, progress=False, jobs=max(1, args.cores // threads), echo=lambda m: None)
     failed = [o for o in outcomes if o.status == "failed"]
-    print("| method | protocol | min | median | max | floor | min margin | seed std (threads=1 / 2) | limit | pass |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| method | protocol | cells (threads=1 / 2) | min | median | max | floor | min margin "
+          "| seed std (threads=1 / 2) | limit | pass |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     verdict = True
     for m in methods:
         for p in protocols:
@@ -81,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             margin = min(r.f1_avg - floor([r]) for r in everything)  # each cell against its own test frames' floor
             ok = margin >= 5 and all(s <= limit for s in stds if s == s)
             verdict &= ok
-            print(f"| {m} | {p.id} | {f1s[0]:.1f} | {statistics.median(f1s):.1f} | {f1s[-1]:.1f} | {low:.1f} | {margin:.1f} | "
+            counts = " / ".join(str(len(rs)) for rs in recs.values())
+            print(f"| {m} | {p.id} | {counts} "
+                  f"| {f1s[0]:.1f} | {statistics.median(f1s):.1f} | {f1s[-1]:.1f} | {low:.1f} | {margin:.1f} | "
                   f"{' / '.join(f'{s:.1f}' for s in stds)} | {limit:.0f} | {'pass' if ok else 'FAIL'} |")
     if failed:
         print(f"\n{len(failed)} cell(s) failed: {', '.join(o.cell.label for o in failed[:5])}")

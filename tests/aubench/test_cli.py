@@ -1,6 +1,8 @@
 import json
+import os
 import re
 
+import pytest
 from conftest import FAST
 
 from aubench.cli import main
@@ -85,3 +87,20 @@ def test_sweep_sweeps_recipe_values_keeps_the_preset_and_checks_keys(registry, r
     assert {r["preset"] for r in records} == {"smoke"} and len({r["config_hash"] for r in records}) == 2
     assert main(["sweep", "method=vmnc-bce", "protocol=tiny-3fold", "fold=1", "optim.lrr=0.1", f"runs_dir={runs}"]) != 0
     assert "optim.lrr" in capsys.readouterr().err
+
+
+def test_sweep_on_submitits_local_launcher_runs_each_cell_in_its_own_process(runs, monkeypatch):
+    """Hydra's submitit launcher in local mode: real processes (plugins from entry points), one cell
+    each, into one runs folder; the leaderboard then aggregates them."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    monkeypatch.delenv("AUBENCH_PLUGINS", raising=False)
+    code = main(["sweep", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "method=vmnc-bce",
+                 "protocol=synth-bp4d-3fold", "fold=1,2", f"runs_dir={runs}", "epochs=1", "batch_size=64",
+                 "engine.threads=1"])
+    assert code == 0
+    records = sorted(runs.rglob("record.json"))
+    assert [p.relative_to(runs).parts[3] for p in records] == ["1", "2"]
+    jobs = [p for p in runs.glob(".sweeps/*/.submitit/*") if p.is_dir() and p.name.isdigit()]
+    assert len(jobs) == 2 and all(str(os.getpid()) != p.name for p in jobs)  # a process of its own per cell
+    assert main(["leaderboard", "--runs-dir", str(runs)]) == 0
+    assert re.search(r"\| vmnc-bce +\| smoke \+ [^|]*\|.*\| 2 × 1 ", (runs / "LEADERBOARD.md").read_text())
