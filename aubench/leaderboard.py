@@ -181,7 +181,7 @@ def _reference_checks(ref: ReferenceTable, protocols: Mapping[str, ProtocolSpec]
     """Flags for a published table: an unknown protocol or method, a printed average that is not the mean of its AUs."""
     where = ref.file or ref.source
     notes = []
-    if protocols and ref.protocol not in protocols:
+    if protocols and ref.protocol not in protocols and ref.comparable:
         notes.append(f"protocol {ref.protocol!r} is not registered")
     unknown = sorted({m.split(" [")[0] for m in ref.method.values()} - methods) if methods else []
     if unknown:
@@ -271,9 +271,12 @@ def render(records: list[ResultRecord], references: Iterable[tuple[str, Referenc
             out += [f"Test-subject hashes (fold:hash): {', '.join(sorted({h for r in rows for h in r['hashes']}))}.", ""]
             if plot_dir is not None:
                 out += [f"![per-AU {METRICS[metric]} of {proto_id}]({plot_dir}/{proto_id}.png)", ""]
-        else:
-            out += ["No aubench results on this protocol yet.", ""]
         mine = [(owner, ref) for owner, ref in refs if ref.protocol == proto_id]
+        if not rows and mine and not any(ref.comparable for _, ref in mine):
+            out += ["**Not comparable with AU detection**: published numbers of another task, kept for the record "
+                    "(no aubench protocol measures this).", ""]
+        elif not rows:
+            out += ["No aubench results on this protocol yet.", ""]
         matched = _matches(rows, [ref for _, ref in mine])
         if matched:
             out += ["### Ours beside the published rows", ""]

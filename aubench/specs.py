@@ -221,7 +221,9 @@ class ReferenceTable:
     ``rows`` maps a row label to ``{au_number: value, ..., "avg": value}`` (other keys, such as
     ``avg_std``, are extra columns). ``method`` optionally names the aubench method that reproduces
     a row: a method name, or ``"method [variant]"`` as the leaderboard names a recipe variant.
-    ``metric`` is ``"f1"`` or ``"accuracy"``, as the protocol's.
+    ``metric`` is ``"f1"`` or ``"accuracy"``, as the protocol's. ``comparable=False`` marks numbers of
+    another task (e.g. expression-recognition accuracy) kept for the record: their ``protocol`` is a
+    label, not a registered protocol, and the leaderboard says they compare with no aubench row.
     """
 
     source: str
@@ -230,6 +232,7 @@ class ReferenceTable:
     method: Mapping[str, str] = field(default_factory=dict)
     note: str = ""
     metric: str = "f1"
+    comparable: bool = True
     file: str = ""  # where it was loaded from, for messages (set by load_reference_tables)
 
 

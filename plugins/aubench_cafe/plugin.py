@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aubench import LossSpec, MethodSpec, ModelSpec, hookimpl
+from aubench import LossSpec, MethodSpec, ModelSpec, hookimpl, load_reference_tables
 
 __version__ = "0.1.0"
 
@@ -38,3 +38,10 @@ def aubench_register_methods():
 @hookimpl
 def aubench_config_search_paths():
     return [Path(__file__).parent / "conf"]
+
+
+@hookimpl
+def aubench_register_references():
+    """The supplementary's FER tables (Tables 1-2), marked ``comparable=False``: expression-recognition
+    accuracies, shown for the record, never beside an AU row."""
+    return load_reference_tables(Path(__file__).parent / "references")

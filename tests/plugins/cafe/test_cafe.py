@@ -76,3 +76,18 @@ def test_a_cafe_cell_runs_on_the_synthau_fan_of_its_training_subjects(tmp_path, 
     pre = rec.model_extras["frozen_pretraining"]
     assert pre["dataset"] == "tiny-bp4d" and not set(pre["train_subjects"]) & set(cell.fold.test_subjects)
     assert sum(rec.model_extras["pieces"]) == 48 and len(rec.model_extras["pieces"]) == 12
+
+
+def test_fer_tables_are_registered_for_the_record_and_marked_not_comparable(recwarn):
+    from aubench.leaderboard import render
+    from aubench.registry import Registry
+
+    reg = Registry()
+    fer = [ref for owner, ref in reg.references if owner == "cafe"]
+    assert len(fer) == 3 and not any(ref.comparable for ref in fer)
+    assert fer[0].rows["CAFE"]["avg"] == 62.72 and fer[0].rows["CAFE"]["Neutral"] == 58.72  # Table 1 as printed
+    text = render([], reg.references, protocols=reg.specs["protocol"], methods=reg.names("method"))
+    section = text.split("## fer:raf-db-to-ferplus")[1].split("\n## ")[0]
+    assert "Not comparable with AU detection" in section and "| Surprise" in section and "| CAFE        | 62.7 " in section
+    assert "avg accuracy" in section and "**Check:**" not in section
+    assert not [w for w in recwarn if "fer:" in str(w.message)]  # an unregistered protocol is expected here
