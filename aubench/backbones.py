@@ -15,9 +15,9 @@ class SmokeCNN(nn.Module):
     """A plain CNN for the SynthAU ``smoke`` recipes, registered in timm as ``aubench_smoke_cnn``.
 
     Four stages of 3x3 conv -> BatchNorm -> ReLU (stride 2 at each stage's start; one more conv in
-    stages 2-4), widths 16-32-64-128, global average pooling. At 48 px it trains ~2.6x faster than
-    timm's ``test_resnet`` on 2 CPU cores (``benchmarks/bench_backbones.py``), because it never
-    holds a full-resolution map: every stage halves it. Not meant for real datasets.
+    stages 2-4), widths 16-32-64-128, global average pooling. On one CPU thread it trains ~2.3x
+    (32 px) to ~2.5x (48 px) faster than timm's ``test_resnet`` (``benchmarks/bench_backbones.py``),
+    because it never holds a full-resolution map: every stage halves it. Not meant for real datasets.
     """
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), num_classes: int = 0, in_chans: int = 3,

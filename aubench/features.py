@@ -96,7 +96,8 @@ def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig, r
             digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
     view = {"model": OmegaConf.to_container(cfg.model, resolve=True), "input": OmegaConf.to_container(cfg.get("input") or {}),
             "crop": (cfg.get("augment") or {}).get("crop"), "data": frames.data.fingerprint,
-            "device": rt.device.split(":")[0], "amp": rt.amp, "channels_last": rt.channels_last}
+            "device": rt.device.split(":")[0], "amp": rt.amp, "channels_last": rt.channels_last,
+            "resized_at_load": frames.small is not None}  # uint8 frames resized once vs per batch in float
     digest.update(json.dumps(view, sort_keys=True, default=str).encode() + np.asarray(frames.rows).tobytes())
     return digest.hexdigest()[:20]
 

@@ -306,3 +306,5 @@ def test_the_disk_feature_key_follows_how_features_are_computed(reg, tmp_path):
     assert cpu == feature_key(model, frames, cell.config, Runtime("cpu", False, False))
     assert cpu != feature_key(model, frames, cell.config, Runtime("cuda", True, True))  # bf16 features differ
     assert cpu != feature_key(model, frames, cell.config, Runtime("cuda", False, False))
+    frames.small = np.zeros((1, 1, 1, 3), np.uint8)  # frames resized once at load: other rounding, other key
+    assert cpu != feature_key(model, frames, cell.config, Runtime("cpu", False, False))
