@@ -62,6 +62,12 @@ def aubench_register_protocols():
                      eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2, default=True,
                      description="cross-dataset: train on all of synth-bp4d (12 AUs), test on all 27 synth-disfa "
                                  "subjects on the shared AUs 1, 2, 4, 6, 12 (intensity >= 2)"),
+        ProtocolSpec(name="synth-disfa-to-synth-bp4d", version="v1", train_dataset="synth-disfa",
+                     test_dataset="synth-bp4d",
+                     folds=(Fold(name="all", test_subjects=BP4D_SUBJECTS, train_subjects=DISFA_SUBJECTS),),
+                     eval_aus=CROSS_AUS, train_aus=DISFA_AUS, positive_threshold=2,
+                     description="cross-dataset, the other way: train on all of synth-disfa (12 AUs, intensity "
+                                 ">= 2), test on all 41 synth-bp4d subjects on the shared AUs 1, 2, 4, 6, 12"),
         ProtocolSpec(name="synth-bp4d-noisy-3fold", version="v1", train_dataset="synth-bp4d-noisy",
                      test_dataset="synth-bp4d-noisy", folds=jaanet_folds(JAANET_BP4D_PARTS), eval_aus=BP4D_AUS,
                      description="3-fold CV on synth-bp4d-noisy (30% missed positive episodes), for noise-robust losses",
