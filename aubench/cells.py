@@ -7,6 +7,7 @@ skipping finished cells, isolating failures (one failed cell never ends the swee
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -155,6 +156,7 @@ def _run_one(cell: Cell, registry: Registry | None, overwrite: bool, progress: b
              threads: int | None) -> CellOutcome:
     """Run a cell under its lock, turning an exception into a ``failed`` outcome (with ``failed.json``) and
     a cell another process is running into a ``busy`` one."""
+    from aubench.distributed import is_main
     from aubench.engine import run_cell
     from aubench.locks import CellBusy, cell_lock
     from aubench.records import load_record
@@ -166,7 +168,7 @@ def _run_one(cell: Cell, registry: Registry | None, overwrite: bool, progress: b
         torch.set_num_threads(threads)
     t0 = time.time()
     try:
-        with cell_lock(cell.run_dir):
+        with cell_lock(cell.run_dir) if is_main() else contextlib.nullcontext():  # torchrun: rank 0 holds it
             if cell.record_path.exists() and not overwrite:  # finished by another process meanwhile
                 return CellOutcome(cell, "skipped", load_record(cell.record_path))
             try:
@@ -181,6 +183,8 @@ def _run_one(cell: Cell, registry: Registry | None, overwrite: bool, progress: b
 
 def _echo_outcome(outcome: CellOutcome, echo: Callable[[str], Any]) -> None:
     cell = outcome.cell
+    if outcome.status == "done" and outcome.record is None:  # torchrun's other ranks: rank 0 reports
+        return
     if outcome.status == "busy":
         echo(f"busy  {cell.label}: {outcome.error}; run again later to pick up its result")
     elif outcome.status == "skipped":  # (cells finished before the sweep are reported when it starts)

@@ -286,10 +286,12 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
         raise ConfigError("--seeds must be at least 1")
     if args.jobs < 0:
         raise ConfigError("--jobs must be 0 (one per CPU core) or more")
-    if args.jobs == 0:
+    from aubench.distributed import is_main, world
+
+    if args.jobs == 0 or world()[1] > 1:  # under torchrun the processes share each cell instead
         import torch
 
-        args.jobs = 1 if torch.cuda.is_available() else (os.cpu_count() or 1)
+        args.jobs = 1 if torch.cuda.is_available() or world()[1] > 1 else (os.cpu_count() or 1)
     protos = _protocols_for(reg, args.dataset, args.protocol)
     cells = []
     for method in methods:
@@ -298,9 +300,10 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
             cells += plan_cells(reg, method, proto.id, folds=args.fold, seeds=list(range(first, first + args.seeds)),
                                 overrides=overrides, runs_dir=args.runs_dir)
     folds = len({(c.protocol.id, c.fold.name) for c in cells})
-    print(f"{len(cells)} cell(s): {len(methods)} method(s) x {folds} protocol fold(s) x {args.seeds} seed(s); "
-          f"runs in {args.runs_dir}")
-    outer = tqdm(total=len(cells), desc="cells", unit="cell", disable=args.no_progress, position=0)
+    if is_main():
+        print(f"{len(cells)} cell(s): {len(methods)} method(s) x {folds} protocol fold(s) x {args.seeds} seed(s); "
+              f"runs in {args.runs_dir}")
+    outer = tqdm(total=len(cells), desc="cells", unit="cell", disable=args.no_progress or not is_main(), position=0)
 
     def echo(msg: str) -> None:
         outer.update(1)
@@ -309,6 +312,8 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     outcomes = run_cells(cells, reg, overwrite=args.overwrite, progress=not args.no_progress and args.jobs == 1,
                          echo=echo, jobs=args.jobs)
     outer.close()
+    if not is_main():  # torchrun's other ranks: rank 0 reports and renders
+        return int(any(o.status == "failed" for o in outcomes))
     print()
     groups: dict[tuple[str, str], list[float]] = {}
     for o in outcomes:

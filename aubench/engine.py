@@ -27,6 +27,7 @@ from aubench.checkpoints import (
 )
 from aubench.contract import FirstBatchCheck
 from aubench.data.device import to_device
+from aubench.distributed import is_main, setup, share, wrap
 from aubench.errors import ConfigError, DatasetError, NonFiniteLossError, ResultExistsError
 from aubench.features import cache_features, per_frame
 from aubench.records import RECORD_SCHEMA_VERSION, ResultRecord
@@ -192,7 +193,7 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
     loader_kw = {"num_workers": int(cfg.engine.num_workers), "pin_memory": rt.on_cuda, "drop_last": True}
     steps_per_epoch = len(make_loader(sets.train, batch_size, shuffle=True, **loader_kw))
     opts = build_optimizers(model, cfg, steps_per_epoch, epochs)
-    fwd = torch.compile(model) if cfg.engine.compile else model
+    fwd = wrap(torch.compile(model) if cfg.engine.compile else model, rt.device)  # DDP under torchrun
     check = FirstBatchCheck(cell, registry, len(stats.au_set))
     origin = {"config_hash": cell.config_hash, "versions": registry.versions_for(cfg),
               "data": [sets.train.data.fingerprint, sets.test.data.fingerprint]}
@@ -213,6 +214,7 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
             b = to_device(batch, rt.device, rt.channels_last, cfg, gen)
             if "train" in sets.caches:
                 b["features"] = sets.caches["train"].take(batch["pos"], rt.device)
+            b = share(b, batch_size)  # this process's part of the batch (all of it in one process)
             first = check if epoch == start and step == 0 else None
             for k, v in _step(fwd, losses, b, stats, rt, opts, epoch, step, first).items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -231,8 +233,9 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
                 best = {"score": logs["val_f1"], "epoch": epoch + 1,
                         "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         history.append(logs)
-        save_resume_state(cell.run_dir, model, opts, epoch + 1, origin, history, best)
-        registry.hook.aubench_epoch_end(cell=cell, epoch=epoch + 1, logs=logs)
+        if is_main():
+            save_resume_state(cell.run_dir, model, opts, epoch + 1, origin, history, best)
+            registry.hook.aubench_epoch_end(cell=cell, epoch=epoch + 1, logs=logs)
     bar.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
@@ -305,8 +308,8 @@ def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, mode
         environment=environment(rt.device), config=OmegaConf.to_container(cfg, resolve=True), versions=versions)
 
 
-def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progress: bool = True) -> ResultRecord:
-    """Train and evaluate one cell; write and return its result record.
+def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progress: bool = True) -> ResultRecord | None:
+    """Train and evaluate one cell; write and return its result record (None on torchrun's other ranks).
 
     ``aubench_cell_start`` fires first and ``aubench_cell_end`` last, with the record or with the
     exception that failed the cell (which is then re-raised).
@@ -319,6 +322,7 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
     registry.hook.aubench_cell_start(cell=cell, config=cell.config)
     try:
         rt = Runtime.for_cell(cell)
+        processes = setup(rt.device)  # > 1 under torchrun: this process trains its share of each batch
         data = split_cell(cell, registry, progress)
         sets = frame_sets(data, registry.get("model", cell.config.model.name).inputs, cell)
         stats = _train_stats(cell, sets, data.train_aus)
@@ -329,12 +333,15 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         init = load_init_weights(model, cell, data)  # None: from scratch
         rt.place(model)
         cache_features(model, sets, rt, cell.config)
-        fitted = fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress)
+        fitted = fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress and is_main())
+        if not is_main():
+            return None  # rank 0 evaluates and writes the record
         ev = evaluate(model, cell, data, sets, rt)
         versions = registry.versions_for(cell.config)
         save_weights(cell.run_dir, model, cell_meta(cell, data, versions))
         record = _record(cell, data, sets, stats, model, init, fitted, ev, rt, t_start, versions)
         record.environment["plugin_commits"] = registry.commits_for(cell.config)  # plugins in git checkouts
+        record.environment["processes"] = processes
         record.write(cell.record_path)
         discard_resume_state(cell.run_dir)
     except BaseException as exc:
