@@ -2,7 +2,6 @@
 CPU, and `--jobs` defaulting to one worker per core."""
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -88,4 +87,3 @@ def test_jobs_default_to_one_per_core_unless_aubench_jobs_says_otherwise(monkeyp
     monkeypatch.setenv("AUBENCH_JOBS", "3")
     parser, _ = build_parser()
     assert parser.parse_args(["run", "vmnc-bce"]).jobs == 3
-    assert os.cpu_count()
