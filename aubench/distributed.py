@@ -65,4 +65,6 @@ def wrap(model: Any, device: str) -> Any:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [int(os.environ.get("LOCAL_RANK", "0"))] if device.startswith("cuda") else None
-    return DistributedDataParallel(model, device_ids=ids)
+    # find_unused_parameters: some models leave parameters out of a step (e.g. a read-out used only in
+    # training phases, a branch a recipe switches off); DDP would otherwise stop with an error
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
