@@ -104,3 +104,14 @@ def test_sweep_on_submitits_local_launcher_runs_each_cell_in_its_own_process(run
     assert len(jobs) == 2 and all(str(os.getpid()) != p.name for p in jobs)  # a process of its own per cell
     assert main(["leaderboard", "--runs-dir", str(runs)]) == 0
     assert re.search(r"\| vmnc-bce +\| smoke \+ [^|]*\|.*\| 2 × 1 ", (runs / "LEADERBOARD.md").read_text())
+
+
+def test_sweep_on_hydras_ray_launcher_against_a_local_ray_instance(runs, monkeypatch):
+    """`pip install hydra-ray-launcher` (ray[default], boto3: not in the test extra, so skipped in CI):
+    the same two cells as jobs of a local Ray instance."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    monkeypatch.delenv("AUBENCH_PLUGINS", raising=False)
+    assert main(["sweep", "hydra/launcher=ray", "method=vmnc-bce", "protocol=synth-bp4d-3fold", "fold=1,2",
+                 f"runs_dir={runs}", "epochs=1", "batch_size=64", "engine.threads=1"]) == 0
+    assert sorted(p.relative_to(runs).parts[3] for p in runs.rglob("record.json")) == ["1", "2"]
+    assert main(["leaderboard", "--runs-dir", str(runs)]) == 0
