@@ -311,15 +311,16 @@ def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, mode
 def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progress: bool = True) -> ResultRecord | None:
     """Train and evaluate one cell; write and return its result record (None on torchrun's other ranks).
 
-    ``aubench_cell_start`` fires first and ``aubench_cell_end`` last, with the record or with the
-    exception that failed the cell (which is then re-raised).
+    ``aubench_cell_start`` fires first and ``aubench_cell_end`` last (under torchrun, on rank 0 only), with
+    the record or with the exception that failed the cell (which is then re-raised).
     """
     if cell.record_path.exists() and not overwrite:
         raise ResultExistsError(f"{cell.record_path} exists; pass --overwrite to replace it")
     cell.run_dir.mkdir(parents=True, exist_ok=True)
     (cell.run_dir / "failed.json").unlink(missing_ok=True)
     t_start = time.time()
-    registry.hook.aubench_cell_start(cell=cell, config=cell.config)
+    if is_main():  # under torchrun the hooks see one cell, as in one process
+        registry.hook.aubench_cell_start(cell=cell, config=cell.config)
     try:
         rt = Runtime.for_cell(cell)
         processes = setup(rt.device)  # > 1 under torchrun: this process trains its share of each batch
@@ -345,7 +346,8 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         record.write(cell.record_path)
         discard_resume_state(cell.run_dir)
     except BaseException as exc:
-        registry.hook.aubench_cell_end(cell=cell, record=None, error=exc)
+        if is_main():
+            registry.hook.aubench_cell_end(cell=cell, record=None, error=exc)
         raise
     registry.hook.aubench_cell_end(cell=cell, record=record, error=None)
     return record

@@ -87,3 +87,16 @@ def test_jobs_default_to_one_per_core_unless_aubench_jobs_says_otherwise(monkeyp
     monkeypatch.setenv("AUBENCH_JOBS", "3")
     parser, _ = build_parser()
     assert parser.parse_args(["run", "vmnc-bce"]).jobs == 3
+
+
+def test_jobs_zero_becomes_one_worker_per_core_on_the_cpu_and_one_with_cuda(monkeypatch, registry, runs):
+    import aubench.cells
+    from aubench.cli import main
+
+    seen = []
+    monkeypatch.setattr(aubench.cells, "run_cells", lambda cells, reg, **kw: seen.append(kw["jobs"]) or [])
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    for cuda, expected in ((False, 3), (True, 1)):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda c=cuda: c)
+        main(["run", "vmnc-bce", "--protocol", "tiny-3fold", "--jobs", "0", "--runs-dir", str(runs), "--no-progress"])
+        assert seen[-1] == expected
