@@ -14,19 +14,23 @@ __all__ = ["create_backbone", "SmokeCNN"]
 class SmokeCNN(nn.Module):
     """A plain CNN for the SynthAU ``smoke`` recipes, registered in timm as ``aubench_smoke_cnn``.
 
-    Four stages of 3x3 conv -> BatchNorm -> ReLU (stride 2 at each stage's start; one more conv in
+    Four stages of 3x3 conv -> BatchNorm -> ReLU (stride 2 at each stage's start, or ``strides``; one more conv in
     stages 2-4), widths 16-32-64-128, global average pooling. On one CPU thread it trains ~2.3x
     (32 px) to ~2.5x (48 px) faster than timm's ``test_resnet`` (``benchmarks/bench_backbones.py``),
     because it never holds a full-resolution map: every stage halves it. Not meant for real datasets.
     """
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), num_classes: int = 0, in_chans: int = 3,
-                 **_: Any):
+                 strides: tuple[int, ...] | None = None, **_: Any):
         super().__init__()
         layers: list[nn.Module] = []
         c = in_chans
+        strides = tuple(strides or (2,) * len(widths))  # a stride of 1 keeps a stage's resolution (a finer map)
+        if len(strides) != len(widths):
+            raise ConfigError(f"aubench_smoke_cnn: {len(strides)} strides for {len(widths)} stages")
         for i, w in enumerate(widths):
-            layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c, w, 3, stride=strides[i], padding=1, bias=False), nn.BatchNorm2d(w),
+                       nn.ReLU(inplace=True)]
             if i:
                 layers += [nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
             c = w

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from aubench.registry import Registry
     from aubench.stats import TrainStats
 
-__all__ = ["CELL_CONTEXT", "OPTIMIZERS", "SCHEDULERS", "build_model", "build_losses", "build_optimizer", "build_optimizers",
+__all__ = ["CELL_CONTEXT", "OPTIMIZERS", "SCHEDULERS", "build_model", "model_inputs", "build_losses", "build_optimizer", "build_optimizers",
            "build_scheduler", "step_optimizers", "end_epoch"]
 
 #: Optimiser names a recipe's ``optim.name`` may use.
@@ -35,6 +35,15 @@ def _params(node: Any) -> dict[str, Any]:
 
 #: what a model factory may ask for in ``ModelSpec.context``
 CELL_CONTEXT = ("seed", "fold", "run_dir", "train_data", "train_subjects")
+
+
+def model_inputs(cfg: DictConfig, registry: Registry) -> tuple[str, ...]:
+    """The batch inputs the recipe's model reads: ``ModelSpec.inputs`` plus what its ``inputs_for`` asks for
+    the recipe's model parameters."""
+    params = _params(cfg.model)
+    spec = registry.get("model", params.pop("name"))
+    extra = tuple(resolve_factory(spec.inputs_for)(params)) if spec.inputs_for else ()
+    return tuple(dict.fromkeys((*spec.inputs, *extra)))
 
 
 def build_model(cfg: DictConfig, registry: Registry, au_set: tuple[int, ...], stats: TrainStats,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aubench.build import build_losses, build_model, build_optimizers, end_epoch, step_optimizers
+from aubench.build import build_losses, build_model, build_optimizers, end_epoch, model_inputs, step_optimizers
 from aubench.checkpoints import (
     cell_meta,
     discard_resume_state,
@@ -325,7 +325,7 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
         rt = Runtime.for_cell(cell)
         processes = setup(rt.device)  # > 1 under torchrun: this process trains its share of each batch
         data = split_cell(cell, registry, progress)
-        sets = frame_sets(data, registry.get("model", cell.config.model.name).inputs, cell)
+        sets = frame_sets(data, model_inputs(cell.config, registry), cell)
         stats = _train_stats(cell, sets, data.train_aus)
         model = build_model(cell.config, registry, data.train_aus, stats, {
             "seed": cell.seed, "fold": cell.fold.name, "run_dir": cell.run_dir, "train_data": data.train_ds,

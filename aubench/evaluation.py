@@ -71,7 +71,7 @@ def evaluate_checkpoint(ckpt: HubCheckpoint, registry: Registry, protocol: str, 
     from omegaconf import OmegaConf
     from safetensors.torch import load_file
 
-    from aubench.build import build_model
+    from aubench.build import build_model, model_inputs
     from aubench.cells import Cell, _fold
     from aubench.engine import FitResult, Runtime, _record, evaluate
     from aubench.features import cache_features
@@ -102,7 +102,7 @@ def evaluate_checkpoint(ckpt: HubCheckpoint, registry: Registry, protocol: str, 
     for w in caught:
         warnings.warn(str(w.message), stacklevel=2)
     data.train_aus = tuple(meta.au_set)  # the model's outputs; scored AUs are mapped by number
-    sets = frame_sets(data, registry.get("model", cfg.model.name).inputs, cell)
+    sets = frame_sets(data, model_inputs(cfg, registry), cell)
     stats = TrainStats.from_labels(data.train_aus, sets.train.labels, sets.train.mask)
     model = build_model(cfg, registry, data.train_aus, stats,
                         {"seed": cell.seed, "fold": f.name, "run_dir": cell.run_dir})

@@ -111,6 +111,11 @@ class ModelSpec:
         eval-mode predictions are Monte-Carlo draws (e.g. MONET's roll-outs); they must restart from a
         seed whenever the model enters eval mode, so a reloaded checkpoint predicts the same.
 
+    ``inputs_for`` (optional, ``"pkg.module:function"`` or a callable) takes the recipe's model parameters
+    and returns the batch inputs that configuration reads, added to ``inputs``: a model whose guidance
+    is a recipe option (landmarks for one prior, parsing maps for another) asks only for what it uses,
+    and frames without parsing maps are resized once per cell.
+
     ``context`` lists facts of the cell the factory is given as keyword arguments: ``seed`` (the
     cell's seed), ``fold`` (the fold name), ``run_dir`` (the cell folder), ``train_data`` (the prepared
     training dataset) and ``train_subjects`` (the cell's training subjects), e.g. to pre-train a frozen
@@ -122,6 +127,7 @@ class ModelSpec:
     inputs: tuple[str, ...] = ()
     description: str = ""
     context: tuple[str, ...] = ()
+    inputs_for: str | Callable[..., tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)

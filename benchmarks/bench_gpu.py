@@ -67,7 +67,7 @@ def protocol_plugin() -> Any:
 def measure(reg: Any, method: str, overrides: list[str], device: str, tiny: bool, runs: Path) -> dict[str, Any]:
     """Steady-state training images/s (after warm-up steps), the share of each step spent waiting for
     the loader, peak GPU memory, GPU utilisation when NVML is there, and evaluation images/s."""
-    from aubench.build import build_losses, build_model, build_optimizers
+    from aubench.build import build_losses, build_model, build_optimizers, model_inputs
     from aubench.cells import plan_cells
     from aubench.data.device import to_device
     from aubench.data.loader import make_loader
@@ -82,7 +82,7 @@ def measure(reg: Any, method: str, overrides: list[str], device: str, tiny: bool
     cell.run_dir.mkdir(parents=True, exist_ok=True)
     rt = Runtime.for_cell(cell)
     data = split_cell(cell, reg, False)
-    sets = frame_sets(data, reg.get("model", cell.config.model.name).inputs, cell)
+    sets = frame_sets(data, model_inputs(cell.config, reg), cell)
     stats = _train_stats(cell, sets, data.train_aus)
     model = build_model(cell.config, reg, data.train_aus, stats, {
         "seed": 0, "fold": "1", "run_dir": cell.run_dir, "train_data": data.train_ds, "train_subjects": data.train_subjects})

@@ -20,7 +20,7 @@ import torch
 
 def build(runs: Path, epochs: int):
     """The cell's pieces, as `aubench.engine.run_cell` builds them."""
-    from aubench.build import build_model
+    from aubench.build import build_model, model_inputs
     from aubench.cells import plan_cells
     from aubench.engine import Runtime, _train_stats
     from aubench.registry import get_registry
@@ -32,7 +32,7 @@ def build(runs: Path, epochs: int):
     cell.run_dir.mkdir(parents=True, exist_ok=True)
     rt = Runtime.for_cell(cell)
     data = split_cell(cell, reg, False)
-    sets = frame_sets(data, reg.get("model", cell.config.model.name).inputs, cell)
+    sets = frame_sets(data, model_inputs(cell.config, reg), cell)
     stats = _train_stats(cell, sets, data.train_aus)
 
     def model():
