@@ -44,7 +44,7 @@ SECTIONS: dict[str, dict[str, Any]] = {
     "input": {"size": (int, type(None)), "mean": (list,), "std": (list,)},
     "augment": {"hflip": NUMBER, "rotate": NUMBER, "scale": (list,), "shift": NUMBER, "brightness": NUMBER,
                 "contrast": NUMBER, "brightness_scale": NUMBER, "saturation": NUMBER, "hue": NUMBER,
-                "crop": (int, type(None)), "transform": (str, type(None))},
+                "crop": (int, type(None)), "transform": (str, type(None)), "mixup": NUMBER},
     "sched": {"name": set(SCHEDULERS), "step_size": (int,), "gamma": NUMBER, "t_max": (int, type(None)),
               "interval": {"epoch", "step"}, "warmup_steps": (int,), "warmup_epochs": NUMBER},
 }

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_batch", "crop_batch", "normalise", "IBUG_FLIP"]
+__all__ = ["augment_batch", "crop_batch", "mixup", "normalise", "IBUG_FLIP"]
 
 # iBUG 68-point indices after a horizontal flip (left/right features swap).
 IBUG_FLIP = (
@@ -29,7 +29,8 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: Any, gen: torch.Generator
     ``shift`` pixels (±, at the stored resolution), ``brightness`` (± added) and ``contrast`` (± fraction),
     ``brightness_scale`` (multiplied by 1 ± it), ``saturation`` (± fraction, a blend with the grey image)
     and ``hue`` (± fraction of the colour circle, rotated about the grey axis), as torchvision's
-    ColorJitter does them.
+    ColorJitter does them. ``mixup`` (α) blends each image and its labels with another of the batch
+    (Zhang et al., ICLR 2018), last.
     """
     img = batch["image"]
     B, _, H, W = img.shape
@@ -82,6 +83,29 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: Any, gen: torch.Generator
         batch["image"] = (grey + (x - grey) * u(1 - sat, 1 + sat).view(B, 1, 1, 1)).clamp(0, 1)
     if hue:
         batch["image"] = _rotate_hue(batch["image"], u(-hue, hue) * 2 * math.pi)
+    if float(cfg.get("mixup", 0) or 0):
+        batch = mixup(batch, float(cfg["mixup"]), gen)
+    return batch
+
+
+def mixup(batch: dict[str, torch.Tensor], alpha: float, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """mixup (Zhang et al., ICLR 2018; the ABAW3 recipe's §4.3): one λ ~ Beta(α, α) per batch, every image
+    and its labels blended with those of a random partner, ``λ x_i + (1 − λ) x_perm(i)``; a label counts
+    only where both frames are labelled (the masks are combined with AND), so unknown labels stay out."""
+    import numpy as np
+
+    from aubench.errors import ConfigError
+
+    blocked = [k for k in ("landmarks", "parsing", "clip") if k in batch]
+    if blocked:
+        raise ConfigError(f"augment.mixup blends two frames, and the model's {blocked} cannot be blended: drop "
+                          "augment.mixup for this model")
+    lam = float(np.random.default_rng(int(torch.randint(2 ** 31 - 1, (1,), generator=gen))).beta(alpha, alpha))
+    perm = torch.randperm(batch["image"].shape[0], generator=gen).to(batch["image"].device)
+    batch["image"] = lam * batch["image"] + (1 - lam) * batch["image"][perm]
+    labels = batch["labels"].float()
+    batch["labels"] = lam * labels + (1 - lam) * labels[perm]
+    batch["mask"] = batch["mask"] & batch["mask"][perm]
     return batch
 
 

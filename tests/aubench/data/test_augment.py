@@ -88,3 +88,27 @@ def test_a_plugin_batch_transform_runs_after_the_core_augmentation_in_training_o
     test = to_device(dict(batch), "cpu", False, cfg, None)
     assert "seen_by_plugin" in train and torch.all(train["image"] == 1)
     assert "seen_by_plugin" not in test and torch.all(test["image"] == 0)
+
+
+def test_mixup_blends_images_and_labels_with_one_lambda_and_keeps_only_frames_labelled_in_both():
+    import pytest
+
+    from aubench.data.augment import mixup
+    from aubench.errors import ConfigError
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(6, 3, 8, 8)
+    labels = (torch.rand(6, 4) > 0.5).float()
+    mask = torch.rand(6, 4) > 0.3
+    out = mixup({"image": image.clone(), "labels": labels.clone(), "mask": mask.clone()}, 0.4, g)
+    # recover λ and the partner of every frame from the images, then check the labels and masks
+    g = torch.Generator().manual_seed(0)
+    torch.randint(2 ** 31 - 1, (1,), generator=g)
+    perm = torch.randperm(6, generator=g)
+    lam = float(((out["image"] - image[perm]) / (image - image[perm])).flatten().nanmedian())
+    assert 0 <= lam <= 1
+    assert torch.allclose(out["image"], lam * image + (1 - lam) * image[perm], atol=1e-5)
+    assert torch.allclose(out["labels"], lam * labels + (1 - lam) * labels[perm], atol=1e-5)
+    assert torch.equal(out["mask"], mask & mask[perm])
+    with pytest.raises(ConfigError, match="cannot be blended"):
+        mixup({"image": image, "labels": labels, "mask": mask, "landmarks": torch.zeros(6, 68, 2)}, 0.4, g)

@@ -169,3 +169,18 @@ def test_the_abaw3_model_and_its_schedules():
     assert lr == pytest.approx(32 * len(AUS) / 25000 * 32 ** -0.5 * 50 ** -1.5)
     with pytest.raises(Exception, match="patch positions"):
         net(toy_batch(size=48))
+
+
+def test_the_moving_mean_leaves_a_constant_sequence_unchanged_and_is_on_in_the_abaw3_recipe():
+    import numpy as np
+
+    from aubench.config import compose
+    from aubench.metrics import moving_average
+    from aubench.registry import Registry
+
+    probs = np.full((30, 3), 0.3)
+    groups, order = np.repeat(["a", "b"], 15), np.tile(np.arange(15), 2)
+    assert np.allclose(moving_average(probs, groups, order, 20), probs)
+    cfg = compose("mlt", ["preset=paper"], registry=Registry())
+    assert cfg.postprocess.name == "moving_average" and cfg.postprocess.window == 20 and cfg.augment.mixup == 0.2
+    assert cfg.model.transformer_schedule.batch == cfg.batch_size and cfg.model.input_size == 299
