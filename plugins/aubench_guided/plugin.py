@@ -53,3 +53,15 @@ def aubench_config_search_paths():
 @hookimpl
 def aubench_register_references():
     return load_reference_tables(_HERE / "references")
+
+
+@hookimpl
+def aubench_register_commands(cli):
+    """``aubench plot attention <cell folder>``: cross-attention per head and AU over a test face."""
+    cli.add_plot("attention", "cross-attention per head and AU over a test face (thesis Fig. 3.5 / 3.9)", _draw_attention)
+
+
+def _draw_attention(run_dir, out):
+    from aubench_guided.plots import draw_attention
+
+    return draw_attention(run_dir, out)

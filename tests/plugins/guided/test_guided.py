@@ -184,3 +184,22 @@ def test_the_moving_mean_leaves_a_constant_sequence_unchanged_and_is_on_in_the_a
     cfg = compose("mlt", ["preset=paper"], registry=Registry())
     assert cfg.postprocess.name == "moving_average" and cfg.postprocess.window == 20 and cfg.augment.mixup == 0.2
     assert cfg.model.transformer_schedule.batch == cfg.batch_size and cfg.model.input_size == 299
+
+
+@pytest.mark.parametrize("method", ["mtts-h2p", "mtts-fp"])
+def test_guided_cells_run_with_the_inputs_their_guidance_reads_and_draw_their_attention(method, tmp_path, monkeypatch):
+    from conftest import make_registry
+
+    from aubench.cells import plan_cells
+    from aubench.engine import run_cell
+    from aubench_guided.plots import draw_attention
+
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
+    reg = make_registry()
+    (cell,) = plan_cells(reg, method, "tiny-3fold", folds=["1"], runs_dir=tmp_path / "runs",
+                         overrides=["epochs=1", "batch_size=16"])
+    rec = run_cell(cell, reg, progress=False)
+    term = "h2p" if method == "mtts-h2p" else None
+    assert (term is None or f"guided/{term}" in rec.history[0]) and rec.model_extras["decoder"] == "mtts"
+    png = draw_attention(cell.run_dir, tmp_path / "att.png", max_aus=3)
+    assert png.stat().st_size > 5000
