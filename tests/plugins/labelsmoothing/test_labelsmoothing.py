@@ -95,3 +95,18 @@ def test_frequencies_come_from_the_training_subjects_of_the_cell(registry, runs)
     expected = TrainStats.from_labels(ds.au_set, y[rows], m[rows]).frequency
     assert rec.train_stats["frequency"] == pytest.approx(expected, abs=1e-5)
     assert not set(rec.train_subjects) & set(cell.fold.test_subjects)
+
+
+def test_the_paper_preset_runs_on_the_thesis_mtts_and_vmnc_stays_a_preset():
+    from aubench.config import compose
+    from aubench.registry import Registry
+
+    reg = Registry()
+    paper = compose("ls-rhls", ["preset=paper"], registry=reg)
+    assert paper.model.name == "guided_transformer" and paper.model.decoder == "mtts" and paper.model.stage == 3
+    assert paper.model.lr_rule.batch == paper.batch_size == 32 and paper.model.input_size == 224
+    assert (paper.optim.name, paper.optim.lr, paper.sched.gamma, paper.epochs) == ("adam", 5e-5, 0.75, 2)
+    assert paper.loss.name == "rhls"
+    vmnc = compose("ls-rhls", ["preset=paper-vmnc"], registry=reg)
+    assert vmnc.model.name == "vmnc" and vmnc.model.backbone == "resnet50"
+    assert compose("ls-rhls", ["preset=smoke"], registry=reg).model.name == "vmnc"
