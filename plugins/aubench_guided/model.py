@@ -45,8 +45,7 @@ from torch import nn
 
 from aubench import ConfigError, create_backbone
 from aubench_guided.attention import GeneralAttention, PostNormLayer, sinusoidal_2d
-from aubench_guided.priors import (LOCATIONS, centres, heatmaps, mono_heatmap, patch_frequencies,
-                                   prior_index)
+from aubench_guided.priors import LOCATIONS, centres, heatmaps, mono_heatmap, patch_frequencies, prior_index
 
 __all__ = ["GuidedTransformer", "MultiLabelTransformer", "FeatureTrunk", "DEFAULT_PARSING_GROUPS", "model_inputs"]
 
@@ -120,7 +119,8 @@ class GuidedTransformer(_PriorHead):
     ``task_priors`` [B, T, h·w] (mono / multi) or ``head_priors`` [B, N_H, h·w] with ``head_mask`` [N_H]."""
 
     def __init__(self, au_set: tuple[int, ...], stats: Any = None, backbone: str = "resnet50",
-                 pretrained: bool | str = False, stage: int = 3, backbone_kwargs: dict[str, Any] | None = None, d: int = 768, heads: int = 12, n_sa: int = 1,
+                 pretrained: bool | str = False, stage: int = 3, backbone_kwargs: dict[str, Any] | None = None,
+                 d: int = 768, heads: int = 12, n_sa: int = 1,
                  n_ca: int = 2, decoder: str = "mtts", mlp_ratio: int = 4, dropout: float = 0.0,
                  landmark_prior: str | None = None, sigma: float = 1.0, h2p_heads: int = 10,
                  parsing_lambda: float | None = None, parsing_groups: Sequence[Sequence[str]] = DEFAULT_PARSING_GROUPS,
@@ -165,7 +165,7 @@ class GuidedTransformer(_PriorHead):
                 raise ConfigError("model.lr_rule needs 'batch' (the recipe's batch size B of §3.4.3)")
             h, w = self.trunk.grid(input_size)
             self.lr_rule["patches"] = h * w
-        self.pe_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self.pe_cache: dict[tuple[int, int, str], torch.Tensor] = {}
 
     @staticmethod
     def _class_groups(groups: Sequence[Sequence[str]], train_data: Any) -> list[list[int]]:
@@ -209,9 +209,10 @@ class GuidedTransformer(_PriorHead):
                     "cross_attention": self.rule_lr(self.tokens.shape[0])}}
 
     def position(self, h: int, w: int, device: torch.device) -> torch.Tensor:
-        if (h, w) not in self.pe_cache:
-            self.pe_cache[(h, w)] = sinusoidal_2d(h, w, self.d).reshape(h * w, self.d)
-        return self.pe_cache[(h, w)].to(device)
+        key = (h, w, str(device))
+        if key not in self.pe_cache:
+            self.pe_cache[key] = sinusoidal_2d(h, w, self.d).reshape(h * w, self.d).to(device)
+        return self.pe_cache[key]
 
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """eq. 3.22, 3.15-3.16: the patch tokens P_{N_SA} [B, h·w, d] and the grid (h, w)."""
@@ -271,7 +272,8 @@ class MultiLabelTransformer(_PriorHead):
     ``attention`` (the token -> image cross-attention logits of each label layer)."""
 
     def __init__(self, au_set: tuple[int, ...], stats: Any = None, backbone: str = "inception_v3",
-                 pretrained: bool | str = False, stage: int = 4, backbone_kwargs: dict[str, Any] | None = None, d: int = 128, heads: int = 8, n_x: int = 1,
+                 pretrained: bool | str = False, stage: int = 4, backbone_kwargs: dict[str, Any] | None = None,
+                 d: int = 128, heads: int = 8, n_x: int = 1,
                  n_l: int = 2, dropout: float = 0.1, mlp_ratio: int = 4, bias_init: bool = True,
                  input_size: int = 299, transformer_schedule: dict[str, float] | None = None):
         super().__init__()

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from aubench.errors import DatasetError
+
 __all__ = ["LOCATIONS", "AU_LOCATION", "centres", "heatmaps", "mono_heatmap", "prior_index", "patch_frequencies"]
 
 #: the 10 distinct locations of Table 3.2, in the order H2P assigns them to heads
@@ -110,6 +112,7 @@ def patch_frequencies(parsing: torch.Tensor, groups: Sequence[Sequence[int]], gr
     grouped = lookup[parsing.long()]
     if bool((grouped < 0).any()):
         bad = sorted(set(parsing.long().unique().tolist()) - {i for g in groups for i in g})
-        raise ValueError(f"parsing map holds class ids {bad} that no group of model.parsing_groups covers")
+        raise DatasetError(f"a parsing map holds class ids {bad} that no group of model.parsing_groups covers; "
+                           "list every class of the prepared dataset's parsing_classes in one group")
     onehot = F.one_hot(grouped, len(groups)).permute(0, 3, 1, 2).float()  # [B, F, H, W]
     return F.adaptive_avg_pool2d(onehot, grid).flatten(2).transpose(1, 2)

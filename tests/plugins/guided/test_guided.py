@@ -203,3 +203,10 @@ def test_guided_cells_run_with_the_inputs_their_guidance_reads_and_draw_their_at
     assert (term is None or f"guided/{term}" in rec.history[0]) and rec.model_extras["decoder"] == "mtts"
     png = draw_attention(cell.run_dir, tmp_path / "att.png", max_aus=3)
     assert png.stat().st_size > 5000
+
+
+def test_paper_encoders_give_the_grids_of_table_3_1_and_of_the_abaw3_model():
+    from aubench_guided.model import FeatureTrunk
+
+    assert FeatureTrunk("resnet50", False, 3).grid(224) == (14, 14)  # Table 3.1's 14 x 14 (stage 2: 28, 4: 7)
+    assert FeatureTrunk("inception_v3", False, 4).grid(299) == (8, 8)  # ABAW3: 8 x 8 = 64 tokens
