@@ -99,3 +99,18 @@ def test_template_is_left_right_symmetric():
     p = canonical_landmarks()
     mirrored = (p * [-1, 1])[IBUG_FLIP]
     assert np.allclose(mirrored, p, atol=1e-9)
+
+
+def test_the_union_protocol_tests_on_both_datasets_fold_k_subjects_over_17_aus():
+    from aubench import BP4D_AUS, DISFA_AUS, JAANET_BP4D_PARTS, JAANET_DISFA_PARTS, jaanet_folds
+    from aubench.registry import Registry
+    from aubench.specs import resolve_factory
+
+    reg = Registry()
+    proto = reg.get("protocol", "synth-union-3fold")
+    assert proto.eval_aus == tuple(sorted(set(BP4D_AUS) | set(DISFA_AUS))) and len(proto.eval_aus) == 17
+    for fold, b, d in zip(proto.folds, jaanet_folds(JAANET_BP4D_PARTS), jaanet_folds(JAANET_DISFA_PARTS)):
+        assert set(fold.test_subjects) == set(b.test_subjects) | set(d.test_subjects)
+    spec = reg.get("dataset", "synth-union")
+    fp = resolve_factory(spec.fingerprint)
+    assert fp("synth-union", dict(spec.params)) != fp("synth-union", {**spec.params, "positive_threshold": 3})
