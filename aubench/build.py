@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from aubench.stats import TrainStats
 
 __all__ = ["CELL_CONTEXT", "OPTIMIZERS", "SCHEDULERS", "build_model", "model_inputs", "build_losses", "build_optimizer",
-           "build_optimizers",
-           "build_scheduler", "step_optimizers", "end_epoch"]
+           "build_optimizers", "build_scheduler", "step_optimizers", "end_epoch"]
 
 #: Optimiser names a recipe's ``optim.name`` may use.
 OPTIMIZERS = ("adamw", "adam", "sgd")
