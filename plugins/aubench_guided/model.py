@@ -66,7 +66,7 @@ class FeatureTrunk(nn.Module):
 
     def __init__(self, name: str, pretrained: bool | str = False, stage: int = 3, **kwargs: Any):
         super().__init__()
-        from aubench.backbones import SmokeCNN
+        from aubench import SmokeCNN
 
         self.vit = name.startswith("vit_")
         if self.vit:
@@ -169,7 +169,7 @@ class GuidedTransformer(_PriorHead):
 
     @staticmethod
     def _class_groups(groups: Sequence[Sequence[str]], train_data: Any) -> list[list[int]]:
-        from aubench.data.prepared import PARSING_CLASSES
+        from aubench import PARSING_CLASSES
 
         classes = list((getattr(train_data, "meta", None) or {}).get("parsing_classes") or PARSING_CLASSES)
         named = [name for group in groups for name in group]

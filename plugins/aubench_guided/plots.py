@@ -27,11 +27,7 @@ def attention_maps(run_dir: Path, frame: int = 0, layer: int = 0) -> dict[str, A
     from omegaconf import OmegaConf
     from safetensors.torch import load_file
 
-    from aubench.build import build_model, model_inputs
-    from aubench.data.device import to_device
-    from aubench.data.loader import FrameBatches
-    from aubench.data.prepared import PreparedDataset, dataset_dir
-    from aubench.registry import get_registry
+    from aubench import FrameBatches, PreparedDataset, build_model, dataset_dir, get_registry, model_inputs, to_device
 
     run_dir = Path(run_dir)
     rec = load_record(run_dir / "record.json")

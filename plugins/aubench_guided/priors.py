@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from aubench.errors import DatasetError
+from aubench import DatasetError
 
 __all__ = ["LOCATIONS", "AU_LOCATION", "centres", "heatmaps", "mono_heatmap", "prior_index", "patch_frequencies"]
 

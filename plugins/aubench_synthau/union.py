@@ -10,7 +10,7 @@ __all__ = ["prepare", "union_fingerprint"]
 
 
 def _sources(sources: list[str]) -> list[Any]:
-    from aubench.registry import get_registry
+    from aubench import get_registry
 
     reg = get_registry()
     return [reg.get("dataset", name) for name in sources]
@@ -18,19 +18,19 @@ def _sources(sources: list[str]) -> list[Any]:
 
 def union_fingerprint(name: str, params: dict[str, Any]) -> str:
     """Changes whenever a source's data (its own fingerprint) or the merge code would."""
-    from aubench.data import union
-    from aubench.specs import resolve_factory
+    import inspect
+
+    from aubench import merge_prepared, resolve_factory
 
     parts = [resolve_factory(spec.fingerprint)(spec.name, dict(spec.params)) for spec in _sources(params["sources"])]
-    code = hashlib.sha256(Path(union.__file__).read_bytes()).hexdigest()[:12]
+    code = hashlib.sha256(Path(inspect.getsourcefile(merge_prepared)).read_bytes()).hexdigest()[:12]
     blob = "/".join([name, code, str(params.get("positive_threshold", 2)), *parts])
     return "union-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def prepare(out_dir: Path, sources: list[str], positive_threshold: int = 2, progress: bool = True, **_: Any) -> Path:
     """Generate the sources if needed, then merge them into ``out_dir``."""
-    from aubench.data.prepared import ensure_prepared
-    from aubench.data.union import merge_prepared
+    from aubench import ensure_prepared, merge_prepared
 
     name = Path(out_dir).name
     opened = [ensure_prepared(spec, progress=progress) for spec in _sources(sources)]
