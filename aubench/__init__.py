@@ -41,6 +41,7 @@ from aubench.protocols import (
     JAANET_BP4D_PARTS,
     JAANET_DISFA_PARTS,
     jaanet_folds,
+    union_folds,
 )
 from aubench.registry import Registry, get_registry
 from aubench.scan import Issue, Scan
@@ -128,6 +129,7 @@ __all__ = [
     "JAANET_BP4D_PARTS",
     "JAANET_DISFA_PARTS",
     "jaanet_folds",
+    "union_folds",
     "Issue",
     "Scan",
     "AubenchError",

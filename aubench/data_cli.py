@@ -61,7 +61,7 @@ def cmd_data(args: argparse.Namespace, cli: Commands) -> int:
             checked.append(f"fingerprint {expected} matches the generator")
         print(f"{ds.root}: OK ({len(ds)} frames, {len(ds.subjects)} subjects)\n  " + "\n  ".join(checked))
         return 0
-    if not spec.synthetic:
+    if not (spec.synthetic or spec.derived):
         raise ConfigError(f"{args.dataset} is a real dataset; it is prepared from a licensed copy, not generated")
     ds = ensure_prepared(spec, force=args.force)
     print(f"{ds.root}: {len(ds)} frames, {len(ds.subjects)} subjects, fingerprint {ds.fingerprint}")

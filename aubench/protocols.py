@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from aubench.specs import Fold
 
-__all__ = ["BP4D_AUS", "DISFA_AUS", "DISFA_EVAL_AUS", "BP4D_SUBJECTS", "DISFA_SUBJECTS", "JAANET_BP4D_PARTS",
+__all__ = ["union_folds", "BP4D_AUS", "DISFA_AUS", "DISFA_EVAL_AUS", "BP4D_SUBJECTS", "DISFA_SUBJECTS", "JAANET_BP4D_PARTS",
            "JAANET_DISFA_PARTS", "jaanet_folds", "FOLD_CONVENTION"]
 
 BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
@@ -51,3 +51,11 @@ def jaanet_folds(parts: tuple[tuple[str, ...], ...]) -> tuple[Fold, ...]:
         train = tuple(s for j, part in enumerate(parts) if j != k for s in part)
         folds.append(Fold(name=str(k + 1), test_subjects=tuple(test), train_subjects=train))
     return tuple(folds)
+
+
+def union_folds(*fold_lists: tuple[Fold, ...]) -> tuple[Fold, ...]:
+    """Folds of a union of datasets: fold k tests every dataset's fold-k test subjects together and trains on
+    every dataset's fold-k training subjects (the ABAW3 union training, e.g. BP4D and DISFA's JAA-Net parts)."""
+    return tuple(Fold(name=parts[0].name, test_subjects=tuple(s for f in parts for s in f.test_subjects),
+                      train_subjects=tuple(s for f in parts for s in (f.train_subjects or ())))
+                 for parts in zip(*fold_lists))

@@ -231,7 +231,7 @@ class Registry:
                 raise PluginError(f"plugin {owner!r}: {kind} {getattr(spec, 'id', None) or spec.source!r} has metric "
                                   f"{spec.metric!r}; use one of {sorted(METRICS)}", plugin=owner)
         for key, ds in self.specs["dataset"].items():
-            if ds.synthetic and ds.fingerprint is None:
+            if (ds.synthetic or ds.derived) and ds.fingerprint is None:
                 raise PluginError(
                     f"plugin {self.owners['dataset'][key]!r}: synthetic dataset {key!r} declares no fingerprint; "
                     "give DatasetSpec(fingerprint='pkg.module:function') returning a hash of the generator's "

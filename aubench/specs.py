@@ -68,6 +68,10 @@ class DatasetSpec:
     ``fingerprint(name, params)`` (required for synthetic datasets) returns the fingerprint the
     generated data must carry in its ``meta.json``: cached data with another one is generated again,
     so it must change whenever the generator's output would (hash its parameters and its source).
+    ``derived=True`` marks a dataset built from other prepared datasets (e.g. the union of BP4D and
+    DISFA, :func:`aubench.merge_prepared`): like a synthetic one it is built on first use and rebuilt
+    when its ``fingerprint`` (which hashes its sources') changes, but it is real data (``preset=auto``
+    picks ``paper``) and needs its sources prepared.
     """
 
     name: str
@@ -80,6 +84,7 @@ class DatasetSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     fingerprint: str | Callable[..., str] | None = None
+    derived: bool = False
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,7 @@ def ensure_prepared(spec: DatasetSpec, *, force: bool = False, progress: bool = 
     from aubench.specs import resolve_factory
 
     out = dataset_dir(spec.name)
-    if spec.synthetic:
+    if spec.synthetic or spec.derived:  # built here: generated, or derived from other prepared datasets
         expected = resolve_factory(spec.fingerprint)(spec.name, dict(spec.params))
         if force or _stored_fingerprint(out) != expected:
             with wait_lock(out.with_name(out.name + ".lock")):  # one process generates; the others wait for it

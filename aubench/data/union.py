@@ -9,15 +9,18 @@ copied as they are; sources must share the image size and have disjoint subjects
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from aubench.data.prepared import PreparedDataset, PreparedWriter
 from aubench.errors import DatasetError
 
-__all__ = ["merge_prepared", "UNKNOWN"]
+__all__ = ["merge_prepared", "prepare_union", "union_fingerprint", "UNKNOWN"]
 
 UNKNOWN = 9
 CHUNK = 2048
@@ -69,3 +72,43 @@ def merge_prepared(out_dir: Path, sources: Sequence[PreparedDataset], *, name: s
     if fingerprint:
         extra["fingerprint"] = fingerprint
     return writer.finish(pd.concat(parts, ignore_index=True), **extra)
+
+
+def _source_fingerprint(spec: Any) -> str:
+    """A source's data: a generated or derived source's expected fingerprint, a real one's stored fingerprint."""
+    from aubench.data.prepared import dataset_dir
+    from aubench.specs import resolve_factory
+
+    if spec.synthetic or spec.derived:
+        return resolve_factory(spec.fingerprint)(spec.name, dict(spec.params))
+    meta = dataset_dir(spec.name) / "meta.json"
+    try:
+        return json.loads(meta.read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        raise DatasetError(f"the union needs {spec.name} prepared first (no {meta}): "
+                           f"`aubench data prepare {spec.name} <raw-root>`") from None
+
+
+def union_fingerprint(name: str, params: dict[str, Any]) -> str:
+    """``DatasetSpec.fingerprint`` of a union (``params``: ``sources``, ``positive_threshold``): changes when
+    a source's data or this module would."""
+    from aubench.registry import get_registry
+
+    reg = get_registry()
+    parts = [_source_fingerprint(reg.get("dataset", src)) for src in params["sources"]]
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    blob = "/".join([name, code, str(params.get("positive_threshold", 2)), *parts])
+    return "union-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prepare_union(out_dir: Path, sources: list[str], positive_threshold: int = 2, progress: bool = True,
+                  **_: Any) -> Path:
+    """``DatasetSpec.prepare`` of a union: open (generating synthetic ones) the sources, merge into ``out_dir``."""
+    from aubench.data.prepared import ensure_prepared
+    from aubench.registry import get_registry
+
+    reg = get_registry()
+    name = Path(out_dir).name
+    fingerprint = union_fingerprint(name, {"sources": sources, "positive_threshold": positive_threshold})
+    opened = [ensure_prepared(reg.get("dataset", src), progress=progress) for src in sources]
+    return merge_prepared(out_dir, opened, name=name, positive_threshold=positive_threshold, fingerprint=fingerprint)

@@ -32,10 +32,12 @@ from aubench import (
     ProtocolSpec,
     hookimpl,
     jaanet_folds,
+    union_folds,
 )
 
 __version__ = "0.1.0"
 
+UNION_AUS = tuple(sorted(set(BP4D_AUS) | set(DISFA_AUS)))  # the 17 AUs of the ABAW3 authors' merged set
 CROSS_AUS = (1, 2, 4, 6, 12)
 
 
@@ -48,6 +50,11 @@ def aubench_register_datasets():
         DatasetSpec(name="disfa", au_set=DISFA_AUS, label_kind="intensity", prepare="aubench_realdata.plugin:prepare_disfa",
                     check="aubench_realdata.plugin:check_disfa", subjects=DISFA_SUBJECTS,
                     description="DISFA (licensed): 27 subjects, left camera, 12 AUs with 0-5 intensities"),
+        DatasetSpec(name="bp4d+disfa", au_set=UNION_AUS, label_kind="occurrence", derived=True,
+                    prepare="aubench.data.union:prepare_union", fingerprint="aubench.data.union:union_fingerprint",
+                    subjects=BP4D_SUBJECTS + DISFA_SUBJECTS, params={"sources": ["bp4d", "disfa"], "positive_threshold": 2},
+                    description="BP4D + DISFA over their 17 AUs, unknown where a dataset does not label (built from "
+                                "the two prepared datasets on first use)"),
     ]
 
 
@@ -72,6 +79,11 @@ def aubench_register_protocols():
                      eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2,
                      description="FG-Net's cross-dataset variant: train on BP4D parts 2+3 (its bp4d_0), test on "
                                  "DISFA part 1 only (9 subjects), AUs 1, 2, 4, 6, 12"),
+        ProtocolSpec(name="bp4d+disfa-3fold", version="jaanet-v1", train_dataset="bp4d+disfa", test_dataset="bp4d+disfa",
+                     folds=union_folds(jaanet_folds(JAANET_BP4D_PARTS), jaanet_folds(JAANET_DISFA_PARTS)),
+                     eval_aus=UNION_AUS, fold_convention=FOLD_CONVENTION,
+                     description="BP4D and DISFA together (the ABAW3 union training): fold k tests both datasets' "
+                                 "JAA-Net part k, 17 AUs, each scored on the frames that label it"),
     ]
 
 

@@ -19,6 +19,7 @@ from aubench import (
     ProtocolSpec,
     hookimpl,
     jaanet_folds,
+    union_folds,
 )
 
 __version__ = "0.1.0"
@@ -42,17 +43,12 @@ def aubench_register_datasets():
                     prepare=PREPARE, fingerprint=FINGERPRINT, subjects=BP4D_SUBJECTS, synthetic=True,
                     params={"variant": "synth-bp4d", "label_noise": 0.3},
                     description="synth-bp4d with 30% of positive AU episodes annotated as absent (label noise)"),
-        DatasetSpec(name="synth-union", au_set=UNION_AUS, label_kind="occurrence", prepare="aubench_synthau.union:prepare",
-                    fingerprint="aubench_synthau.union:union_fingerprint", subjects=BP4D_SUBJECTS + DISFA_SUBJECTS,
+        DatasetSpec(name="synth-union", au_set=UNION_AUS, label_kind="occurrence", prepare="aubench.data.union:prepare_union",
+                    fingerprint="aubench.data.union:union_fingerprint", subjects=BP4D_SUBJECTS + DISFA_SUBJECTS,
                     synthetic=True, params={"sources": ["synth-bp4d", "synth-disfa"], "positive_threshold": 2},
                     description="synth-bp4d + synth-disfa over their 17 AUs, unknown where a dataset does not label"),
     ]
 
-
-def _union_folds() -> tuple[Fold, ...]:
-    """Fold k tests on synth-bp4d's and synth-disfa's fold-k test subjects together and trains on the rest."""
-    bp4d, disfa = jaanet_folds(JAANET_BP4D_PARTS), jaanet_folds(JAANET_DISFA_PARTS)
-    return tuple(Fold(name=b.name, test_subjects=b.test_subjects + d.test_subjects) for b, d in zip(bp4d, disfa))
 
 
 @hookimpl
@@ -84,7 +80,7 @@ def aubench_register_protocols():
                      description="3-fold CV on synth-bp4d-noisy (30% missed positive episodes), for noise-robust losses",
                      fold_convention=FOLD_CONVENTION),
         ProtocolSpec(name="synth-union-3fold", version="v1", train_dataset="synth-union", test_dataset="synth-union",
-                     folds=_union_folds(), eval_aus=UNION_AUS,
+                     folds=union_folds(jaanet_folds(JAANET_BP4D_PARTS), jaanet_folds(JAANET_DISFA_PARTS)), eval_aus=UNION_AUS,
                      description="3-fold CV on synth-bp4d + synth-disfa together (the ABAW3 union training, §4.3): "
                                  "17 AUs, each scored on the frames of the dataset that labels it",
                      fold_convention=FOLD_CONVENTION),

@@ -281,3 +281,29 @@ def test_a_finished_shard_whose_labels_changed_is_redone_on_resume(bp4d, tmp_pat
     ds = PreparedDataset(tmp_path / "a")
     row = ds.index[(ds.index.subject == subj) & (ds.index.video == task) & (ds.index.frame == int(cells[0]))]
     assert int(row["AU1"].iloc[0]) == int(cells[1]) and ds.meta["shards_redone"] == 1
+
+
+def test_the_bp4d_disfa_union_is_built_from_the_prepared_datasets_on_first_use(bp4d, disfa, tmp_path, monkeypatch):
+    from aubench.config import compose
+    from aubench.data.prepared import ensure_prepared
+    from aubench.registry import Registry, reset_registry
+
+    monkeypatch.setenv("AUBENCH_DATA", str(tmp_path / "data"))
+    reg = Registry()
+    reset_registry(reg)
+    try:
+        spec = reg.get("dataset", "bp4d+disfa")
+        with pytest.raises(DatasetError, match=r"needs bp4d prepared first .*aubench data prepare bp4d"):
+            ensure_prepared(spec, progress=False)
+        prepare_bp4d(tmp_path / "data" / "bp4d", bp4d[0], detector=box_from_background, image_size=32, progress=False)
+        prepare_disfa(tmp_path / "data" / "disfa", disfa[0], detector=box_from_background, image_size=32, progress=False)
+        union = ensure_prepared(spec, progress=False)
+        assert union.meta["au_set"] == list(reg.get("protocol", "bp4d+disfa-3fold").eval_aus) and len(union.meta["au_set"]) == 17
+        assert set(union.meta["sources"]) == {"bp4d", "disfa"} and len(union.subjects) == 4 + 3
+        y, m = union.labels((5, 7))
+        src = union.index["source"].to_numpy()
+        assert not m[src == "bp4d", 0].any() and not m[src == "disfa", 1].any()
+        assert ensure_prepared(spec, progress=False).fingerprint == union.fingerprint  # built once, then reused
+        assert compose("mtts", [], registry=reg, dataset="bp4d+disfa").preset == "paper"  # real data: paper
+    finally:
+        reset_registry(None)
