@@ -210,3 +210,16 @@ def test_paper_encoders_give_the_grids_of_table_3_1_and_of_the_abaw3_model():
 
     assert FeatureTrunk("resnet50", False, 3).grid(224) == (14, 14)  # Table 3.1's 14 x 14 (stage 2: 28, 4: 7)
     assert FeatureTrunk("inception_v3", False, 4).grid(299) == (8, 8)  # ABAW3: 8 x 8 = 64 tokens
+
+
+def test_the_mono_prior_path_of_table_3_3_one_token_pattel_on_a_quarter_of_the_heads():
+    batch = toy_batch(size=32)
+    for decoder in ("mttc", "mtts"):  # Table 3.3 runs MTTS with T = 1; MTTC has one token too
+        out = guided(decoder=decoder, landmark_prior="mono")(batch)
+        mono = mono_heatmap(batch["landmarks"], (32, 32), (4, 4))
+        assert torch.allclose(out["task_priors"], mono[:, None].expand_as(out["task_priors"]))
+        value, terms = GuidedLoss(fraction=0.25)(out, batch, toy_stats())
+        direct = torch.stack([pattel(a, out["task_priors"], 3) for a in out["attention"]]).mean()  # ⌊0.25·12⌋ = 3
+        assert terms["pattel"] == pytest.approx(float(direct.detach())) and value.requires_grad
+    _, terms = GuidedLoss(fraction=0.0)(out, batch, toy_stats())
+    assert "pattel" not in terms  # f = 0: no head constrained
