@@ -206,7 +206,7 @@ def cmd_list(args: argparse.Namespace, cli: Commands) -> int:
                 elif singular == "checkpoint":
                     extra = f"hf://{spec.repo_id}@{spec.revision or 'main'}/{spec.fold}; {spec.protocol}"
                 elif singular == "model" and (spec.inputs or spec.inputs_for):
-                    extra = "needs " + ", ".join(spec.inputs) if spec.inputs else "inputs per recipe"
+                    extra = "needs " + ", ".join([*spec.inputs, *(["inputs its recipe asks for"] if spec.inputs_for else [])])
                 rows.append([key, reg.owners[singular][key], extra, spec.description])
             print(tabulate(rows, headers=[singular, "plugin", "details", "description"], tablefmt="simple"))
     return 0

@@ -55,7 +55,9 @@ def jaanet_folds(parts: tuple[tuple[str, ...], ...]) -> tuple[Fold, ...]:
 
 def union_folds(*fold_lists: tuple[Fold, ...]) -> tuple[Fold, ...]:
     """Folds of a union of datasets: fold k tests every dataset's fold-k test subjects together and trains on
-    every dataset's fold-k training subjects (the ABAW3 union training, e.g. BP4D and DISFA's JAA-Net parts)."""
+    every dataset's fold-k training subjects (the ABAW3 union training, e.g. BP4D and DISFA's JAA-Net parts).
+    A fold that trains on "all others" (``train_subjects=None``) keeps that meaning in the union."""
     return tuple(Fold(name=parts[0].name, test_subjects=tuple(s for f in parts for s in f.test_subjects),
-                      train_subjects=tuple(s for f in parts for s in (f.train_subjects or ())))
+                      train_subjects=None if any(f.train_subjects is None for f in parts)
+                      else tuple(s for f in parts for s in f.train_subjects))
                  for parts in zip(*fold_lists))

@@ -252,13 +252,16 @@ class GuidedTransformer(_PriorHead):
 
     def landmark_priors(self, landmarks: torch.Tensor, size: tuple[int, int], grid: tuple[int, int]) -> dict[str, Any]:
         with torch.no_grad():
-            mono = mono_heatmap(landmarks, size, grid, self.sigma)  # [B, N]
             if self.landmark_prior == "mono":
+                mono = mono_heatmap(landmarks, size, grid, self.sigma)  # [B, N]
                 return {"task_priors": mono[:, None].expand(-1, self.tokens.shape[0], -1)}
             located = heatmaps(centres(landmarks), size, grid, self.sigma)  # [B, 10, N]
             if self.landmark_prior == "multi":
                 idx = torch.as_tensor(self.task_location, device=located.device)
                 per_task = located[:, idx.clamp_min(0)]
+                if min(self.task_location) >= 0:
+                    return {"task_priors": per_task}
+                mono = mono_heatmap(landmarks, size, grid, self.sigma)  # AUs without a Table 3.2 entry
                 return {"task_priors": torch.where((idx >= 0)[None, :, None], per_task, mono[:, None])}
             head = torch.zeros(located.shape[0], self.heads, located.shape[-1], device=located.device)
             head[:, :self.h2p_heads] = located[:, :self.h2p_heads]  # M: head h <- location h (§3.5.2)
@@ -278,6 +281,9 @@ class MultiLabelTransformer(_PriorHead):
                  input_size: int = 299, transformer_schedule: dict[str, float] | None = None):
         super().__init__()
         self.schedule = dict(transformer_schedule) if transformer_schedule else None
+        if self.schedule and "batch" not in self.schedule:
+            raise ConfigError("model.transformer_schedule needs 'batch' (the recipe's batch size B of the "
+                              "authors' schedule: batch: ${batch_size})")
         self.trunk = FeatureTrunk(backbone, pretrained, stage, **(backbone_kwargs or {}))
         self.proj = nn.Conv2d(self.trunk.channels, d, kernel_size=1)  # "1-D convolution with 128 channels"
         h, w = self.trunk.grid(input_size)

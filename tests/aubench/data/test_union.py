@@ -28,6 +28,18 @@ def test_the_union_keeps_each_frame_and_masks_the_aus_its_dataset_does_not_label
         merge_prepared(tmp_path / "again", [bp4d, bp4d], name="again")
 
 
+def test_union_folds_join_each_datasets_fold_k_and_keep_all_others():
+    from aubench import Fold, union_folds
+
+    a = (Fold("1", ("A1",), ("A2",)), Fold("2", ("A2",), ("A1",)))
+    b = (Fold("1", ("B1",), ("B2",)), Fold("2", ("B2",), ("B1",)))
+    joined = union_folds(a, b)
+    assert [(f.name, f.test_subjects, f.train_subjects) for f in joined] == [
+        ("1", ("A1", "B1"), ("A2", "B2")), ("2", ("A2", "B2"), ("A1", "B1"))]
+    others = union_folds(a, (Fold("1", ("B1",)), Fold("2", ("B2",))))
+    assert others[0].train_subjects is None  # "all others", never an empty training set
+
+
 def test_masked_aus_never_enter_a_union_trained_loss(registry, tmp_path):
     from aubench.testing import toy_stats
     from aubench_guided.losses import GuidedLoss

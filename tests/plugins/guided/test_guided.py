@@ -59,6 +59,12 @@ def test_table_3_2_centres_and_the_au_to_location_map():
     assert c.shape == (1, len(LOCATIONS), 2, 2)
     assert c[0, LOCATIONS.index("inner_brow_above")].tolist() == [[45.0, 30.0], [55.0, 30.0]]  # 1/2 scale above
     assert c[0, LOCATIONS.index("lip_corner")].tolist() == [[40.0, 90.0], [60.0, 90.0]]
+    lm[0, 57] = torch.tensor([50.0, 100.0])
+    lm[0, [40, 41, 46, 47]] = torch.tensor([[42.0, 52.0], [38.0, 52.0], [62.0, 52.0], [58.0, 52.0]])
+    c = centres(lm)
+    assert c[0, LOCATIONS.index("lip_below")].tolist() == [[50.0, 110.0]] * 2  # 1/2 scale below the lower lip
+    assert c[0, LOCATIONS.index("eye_bottom_below")].tolist() == [[40.0, 72.0], [60.0, 72.0]]  # 1 scale below
+    assert c[0, LOCATIONS.index("brow_centre_below")][0, 1] == pytest.approx(lm[0, 19, 1] + 20 / 3)
     assert prior_index((12, 14, 15, 99)) == [7, 7, 7, -1]  # lip corners; AU99 has no Table 3.2 entry
 
 
@@ -169,6 +175,9 @@ def test_the_abaw3_model_and_its_schedules():
     assert lr == pytest.approx(32 * len(AUS) / 25000 * 32 ** -0.5 * 50 ** -1.5)
     with pytest.raises(Exception, match="patch positions"):
         net(toy_batch(size=48))
+    with pytest.raises(Exception, match="transformer_schedule needs 'batch'"):
+        MultiLabelTransformer(AUS, toy_stats(), backbone="aubench_smoke_cnn", stage=4, d=32, input_size=32,
+                              transformer_schedule={"warmup_epochs": 5})
 
 
 def test_the_moving_mean_leaves_a_constant_sequence_unchanged_and_is_on_in_the_abaw3_recipe():
