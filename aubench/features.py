@@ -9,9 +9,11 @@ not see the augmentation), while ``image`` is augmented as usual; ``false`` neve
 
 ``engine.feature_store``: ``memory`` (default) keeps the cache in RAM; ``disk`` writes it once under
 ``$AUBENCH_HOME/features/<key>/`` as float16 ``.npy`` files, memory-mapped on use and shared by every
-cell whose key matches: the frozen weights, the dataset fingerprint, the frames, the input size,
-normalisation and test view, and the model section of the recipe. Features never depend on how they
-are stored, so the store is a result-neutral option.
+cell whose key matches: the frozen weights, the dataset fingerprint, the input size, normalisation and
+test view, and the model section of the recipe. For single frames (no clips) the store holds every frame
+of the dataset, so the folds and protocols of one dataset (same seed, hence the same frozen weights)
+compute it once between them, one process at a time (a lock per key); clip sets are stored per set of
+rows. Features never depend on how they are stored, so the store is a result-neutral option.
 """
 from __future__ import annotations
 
@@ -38,15 +40,19 @@ __all__ = ["FeatureCache", "per_frame", "cache_features", "feature_key"]
 
 
 class FeatureCache:
-    """Cached features of a frame set, by frame position: one tensor, or several by name."""
+    """Cached features of a frame set, by frame position: one tensor, or several by name. ``rows``: the
+    arrays hold a whole dataset and position ``p`` of the frame set is its row ``rows[p]``."""
 
-    def __init__(self, arrays: dict[str, Any], single: bool):
-        self.arrays, self.single = arrays, single
+    def __init__(self, arrays: dict[str, Any], single: bool, rows: np.ndarray | None = None):
+        self.arrays, self.single, self.rows = arrays, single, rows
 
     def take(self, pos: torch.Tensor, device: str) -> Any:
         import torch
 
         index = pos.cpu().numpy()
+        if self.rows is not None:
+            index = self.rows[index]
+            pos = torch.from_numpy(index)
         out = {k: (torch.from_numpy(np.ascontiguousarray(a[index])) if isinstance(a, np.ndarray) else a[pos.cpu()])
                .to(device) for k, a in self.arrays.items()}
         return out[""] if self.single else out
@@ -86,8 +92,8 @@ def per_frame(fn: Callable[[dict[str, Any]], Any], frames: FrameBatches, rt: Run
 
 
 def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig, rt: Runtime) -> str:
-    """What the cached features depend on: frozen weights, data, frames, input view, the model recipe, and how
-    they were computed (device kind and bf16 autocast change their values)."""
+    """What the cached features depend on: frozen weights, data, frames (rows), input view, the model recipe,
+    and how they were computed (device kind and bf16 autocast change their values)."""
     from omegaconf import OmegaConf
 
     digest, params = hashlib.sha256(), dict(model.named_parameters())
@@ -102,27 +108,46 @@ def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig, r
     return digest.hexdigest()[:20]
 
 
+def _whole_dataset(frames: FrameBatches) -> FrameBatches:
+    """Every frame of ``frames``' dataset, with the same inputs and size (labels are not read)."""
+    from aubench.data.loader import FrameBatches
+
+    n, k = len(frames.data.index), frames.labels.shape[1]
+    return FrameBatches(frames.data, np.arange(n), np.zeros((n, k), np.float32), np.zeros((n, k), bool),
+                        frames.inputs, None, frames.small.shape[1] if frames.small is not None else None)
+
+
 def _on_disk(model: torch.nn.Module, frames: FrameBatches, rt: Runtime, cfg: DictConfig) -> FeatureCache:
     from aubench.data.prepared import aubench_home
+    from aubench.locks import wait_lock
 
-    root = aubench_home() / "features" / feature_key(model, frames, cfg, rt)
-    if not (root / "meta.json").is_file():
-        out = per_frame(model.extract_frozen, frames, rt, cfg)
-        named = {"": out} if not isinstance(out, dict) else out
-        tmp = root.with_name(root.name + f".partial{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for i, value in enumerate(named.values()):
-            np.save(tmp / f"{i}.npy", value.numpy().astype(np.float16))
-        (tmp / "meta.json").write_text(json.dumps({"names": list(named), "single": not isinstance(out, dict),
-                                                   "frames": len(frames.rows)}))
-        try:
-            os.replace(tmp, root)
-        except OSError:  # another process wrote the same features first
-            shutil.rmtree(tmp, ignore_errors=True)
+    rows = np.asarray(frames.rows) if frames.clips is None else None
+    source = _whole_dataset(frames) if rows is not None else frames
+    root = aubench_home() / "features" / feature_key(model, source, cfg, rt)
+    with wait_lock(root.with_name(root.name + ".lock")):  # another worker computing the same: wait, then reuse
+        if not (root / "meta.json").is_file():
+            _write_features(model, source, rt, cfg, root)
     meta = json.loads((root / "meta.json").read_text())
     return FeatureCache({n: np.load(root / f"{i}.npy", mmap_mode="r") for i, n in enumerate(meta["names"])},
-                        meta["single"])
+                        meta["single"], rows)
+
+
+def _write_features(model: torch.nn.Module, frames: FrameBatches, rt: Runtime, cfg: DictConfig, root: Any) -> None:
+    """Compute the frozen features of ``frames`` and write them under ``root`` (atomically: a partial folder
+    renamed when complete)."""
+    out = per_frame(model.extract_frozen, frames, rt, cfg)
+    named = {"": out} if not isinstance(out, dict) else out
+    tmp = root.with_name(root.name + f".partial{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for i, value in enumerate(named.values()):
+        np.save(tmp / f"{i}.npy", value.numpy().astype(np.float16))
+    (tmp / "meta.json").write_text(json.dumps({"names": list(named), "single": not isinstance(out, dict),
+                                               "frames": len(frames.rows)}))
+    try:
+        os.replace(tmp, root)
+    except OSError:  # another process wrote the same features first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cache_features(model: torch.nn.Module, sets: FrameSets, rt: Runtime, cfg: DictConfig,

@@ -170,14 +170,21 @@ def test_features_on_disk_are_shared_across_cells_hold_several_tensors_and_equal
     FrozenToy.backbone_calls = 0
     disk = run_cell(one_cell(reg, tmp_path / "d", overrides=[*base, "engine.feature_store=disk"]), reg, progress=False)
     assert FrozenToy.backbone_calls > 0 and disk.per_au == memory.per_au  # the store never changes a number
-    assert len(list((tmp_path / "home" / "features").iterdir())) == 2  # train and test frames
+    stored = [p for p in (tmp_path / "home" / "features").iterdir() if p.is_dir()]
+    assert len(stored) == 1  # one store for the dataset: the train and test frames are rows of it
+    FrozenToy.backbone_calls = 0
+    other_fold = run_cell(one_cell(reg, tmp_path / "o", fold="2", overrides=[*base, "engine.feature_store=disk"]),
+                          reg, progress=False)
+    assert FrozenToy.backbone_calls == 0  # another fold of the same dataset and seed: read, not computed
+    assert other_fold.per_au == run_cell(one_cell(reg, tmp_path / "p", fold="2", overrides=base), reg,
+                                         progress=False).per_au
     FrozenToy.backbone_calls = 0
     again = run_cell(one_cell(reg, tmp_path / "e", overrides=[*base, "engine.feature_store=disk", "optim.lr=0.01"]),
                      reg, progress=False)  # another recipe, the same frozen weights and frames: the same features
     assert FrozenToy.backbone_calls == 0 and disk.config_hash == memory.config_hash != again.config_hash
     FrozenToy.backbone_calls = 0
     run_cell(one_cell(reg, tmp_path / "f", seed=1, overrides=[*base, "engine.feature_store=disk"]), reg, progress=False)
-    assert FrozenToy.backbone_calls == 2  # another seed draws other frozen weights: computed again
+    assert FrozenToy.backbone_calls > 0  # another seed draws other frozen weights: computed again
 
 
 def test_second_optimiser_waits_for_its_start_epoch(reg, tmp_path):
