@@ -53,6 +53,22 @@ def test_backbone_is_frozen_in_eval_mode_and_gets_no_gradient():
     assert model.conv.reduce.weight.grad is not None
 
 
+def test_a_random_frozen_extractor_is_the_same_for_every_cell_seed_and_leaves_the_seeds_stream_alone():
+    from aubench_fantrans.backbone import TimmFeatures
+
+    def build(seed, **kw):
+        torch.manual_seed(seed)
+        net = TimmFeatures("test_resnet", allow_random=True, **kw)
+        return net, torch.rand(3)  # what the cell draws next (its trainable head's initialisation)
+
+    (a, after_a), (b, after_b) = build(0), build(1)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    torch.manual_seed(1)
+    assert torch.equal(after_b, torch.rand(3))  # the head still draws from the cell's seed
+    other, _ = build(0, init_seed=5)
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), other.state_dict().values()))
+
+
 def test_missing_weights_refuse_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ConfigError, match="needs pretrained FAN weights.*allow_random=true"):
