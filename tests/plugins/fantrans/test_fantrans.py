@@ -61,7 +61,7 @@ def test_a_random_frozen_extractor_is_the_same_for_every_cell_seed_and_leaves_th
         net = TimmFeatures("test_resnet", allow_random=True, **kw)
         return net, torch.rand(3)  # what the cell draws next (its trainable head's initialisation)
 
-    (a, after_a), (b, after_b) = build(0), build(1)
+    (a, _), (b, after_b) = build(0), build(1)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     torch.manual_seed(1)
     assert torch.equal(after_b, torch.rand(3))  # the head still draws from the cell's seed
