@@ -39,6 +39,22 @@ def floor(records: list) -> float:
                            for r in records)
 
 
+def thread_effect(records: dict[str, list]) -> str | None:
+    """What the second reduction order changes: over the cells measured in both settings (same method,
+    protocol, fold and seed), the median and largest |ΔF1| and the cell of the largest."""
+    def key(r):
+        return r.method, r.protocol_id, str(r.fold), r.seed
+
+    one, two = ({key(r): r.f1_avg for r in records.get(s, [])} for s in SETTINGS)
+    diffs = sorted((abs(one[k] - two[k]), k) for k in one.keys() & two.keys())
+    if not diffs:
+        return None
+    big, (m, p, fold, seed) = diffs[-1]
+    changed = sum(d > 0 for d, _ in diffs)
+    return (f"threads=1 vs threads=2, {len(diffs)} cells measured in both: {changed} changed, median |ΔF1| "
+            f"{statistics.median(d for d, _ in diffs):.1f}, largest {big:.1f} ({m}, {p} fold {fold} seed {seed})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -69,10 +85,13 @@ def main(argv: list[str] | None = None) -> int:
           "| seed std (threads=1 / 2) | limit | pass |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     verdict = True
+    by_setting: dict[str, list] = {s: [] for s in SETTINGS}
     for m in methods:
         for p in protocols:
             recs = {s: [r for r in load_records(args.runs_dir / s / p.id / m)] if (args.runs_dir / s / p.id / m).is_dir()
                     else [] for s in SETTINGS}
+            for s, rs in recs.items():
+                by_setting[s] += rs
             everything = [r for rs in recs.values() for r in rs]
             if not everything:
                 continue
@@ -90,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {m} | {p.id} | {counts} "
                   f"| {f1s[0]:.1f} | {statistics.median(f1s):.1f} | {f1s[-1]:.1f} | {low:.1f} | {margin:.1f} | "
                   f"{' / '.join(f'{s:.1f}' for s in stds)} | {limit:.0f} | {'pass' if ok else 'FAIL'} |")
+    if (effect := thread_effect(by_setting)) is not None:
+        print(f"\n{effect}")
     if failed:
         print(f"\n{len(failed)} cell(s) failed: {', '.join(o.cell.label for o in failed[:5])}")
     return 0 if verdict and not failed else 1

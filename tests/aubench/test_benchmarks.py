@@ -1,5 +1,6 @@
 """The benchmarks that must be ready before the machine they are for: `bench_gpu.py` runs its whole
-code path on CPU (`--device cpu --tiny`), and the calibration loop gives a positive rate."""
+code path on CPU (`--device cpu --tiny`), the calibration loop gives a positive rate, and the robustness
+report pairs the two thread settings cell by cell."""
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 def benchmarks(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     yield
-    for name in ("bench_gpu", "bench_calibration"):
+    for name in ("bench_gpu", "bench_calibration", "bench_robustness"):
         sys.modules.pop(name, None)
 
 
@@ -35,3 +36,19 @@ def test_calibration_is_a_positive_rate(benchmarks):
     import bench_calibration
 
     assert bench_calibration.calibrate(steps=2, repeats=1) > 0
+
+
+def test_robustness_report_pairs_the_thread_settings_by_cell(benchmarks):
+    from types import SimpleNamespace as R
+
+    import bench_robustness
+
+    def rec(seed, f1, fold=1):
+        return R(method="m", protocol_id="p@v1", fold=fold, seed=seed, f1_avg=f1)
+
+    both = {"threads=1": [rec(0, 50.0), rec(1, 40.0), rec(2, 30.0)],
+            "threads=2": [rec(0, 50.0), rec(1, 44.0), rec(0, 10.0, fold=2)]}  # only seeds 0-1 of fold 1 pair up
+    line = bench_robustness.thread_effect(both)
+    assert "2 cells measured in both: 1 changed" in line
+    assert "median |ΔF1| 2.0, largest 4.0 (m, p@v1 fold 1 seed 1)" in line
+    assert bench_robustness.thread_effect({"threads=1": [rec(0, 50.0)]}) is None
