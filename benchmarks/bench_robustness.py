@@ -14,7 +14,8 @@ and pass/fail against the rule:
 
 Cells run in parallel worker processes and are resumable: rerun the same command to finish an
 interrupted measurement (the two thread settings live in two runs folders, since ``engine.threads`` is
-result-neutral by design and would otherwise share a cell folder). Prints one Markdown table.
+result-neutral by design and would otherwise share a cell folder). Prints one Markdown table, then
+what the second thread setting changed, cell by cell (median and largest |ΔF1|).
 """
 from __future__ import annotations
 
