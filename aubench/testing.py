@@ -154,7 +154,28 @@ def check_model(name: str, registry: Registry | None = None, size: int | None = 
         shape = tuple(factory(au_set=other, stats=toy_stats(other), **given, **params).eval()(batch)[key].shape)
         c.require(shape == (4, len(other)), "any AU set", f"au_set={other} gave {key} of shape {shape}",
                   "size the head by len(au_set); never assume a dataset's AUs")
+    _check_gpu_path(c, model, batch)
     return model
+
+
+def _check_gpu_path(c: _Checker, model: Any, batch: dict[str, Any]) -> None:
+    """What the engine does on CUDA, checked on the CPU: channels_last weights and images, forward and
+    backward under bf16 autocast (so mixed float32/bfloat16 tensors meet in the model's own code, as
+    on a GPU), then an evaluation forward under inference mode; outputs shaped and finite as in float32."""
+    import torch
+
+    model.to(memory_format=torch.channels_last)
+    b = {k: v.contiguous(memory_format=torch.channels_last) if k == "image" and v.ndim == 4 else v
+         for k, v in batch.items()}
+    hint = ("make every op accept bfloat16 inputs mixed with float32 ones (e.g. cast before scatter, index_put, "
+            "cat or where; create new tensors with the dtype of the tensor they combine with)")
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, value = _model_output(c.call("bf16 autocast forward", lambda: model(b), hint), c, 4)
+    c.call("bf16 autocast backward", lambda: value.float().sum().backward(), hint)
+    model.eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        _model_output(c.call("bf16 autocast evaluation", lambda: model(b), hint), c, 4)  # finite, shaped
 
 
 def check_loss(name: str, registry: Registry | None = None, outputs: dict[str, Any] | None = None,

@@ -34,6 +34,7 @@ RECIPES = [
     ("fantrans (features cached)", "fantrans", ["model.backbone.allow_random=true", "engine.cache_features=true"]),
     ("fantrans (FAN every step)", "fantrans", ["model.backbone.allow_random=true", "engine.cache_features=false"]),
     ("vmnc-bce", "vmnc-bce", ["model.pretrained=false"]),
+    ("vmnc-bce (float32: no autocast)", "vmnc-bce", ["model.pretrained=false", "engine.amp=false"]),
     ("monet", "monet", ["model.pretrained=false"]),
 ]
 
@@ -154,17 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         prep = time.perf_counter() - t
         reg = Registry(extra_plugins=[("gpu-bench", protocol_plugin())])
         card = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-        rows = [(label, measure(reg, method, ov, args.device, args.tiny, Path(tmp) / "runs"))
-                for label, method, ov in RECIPES]
-    print(f"\n{card}; torch {torch.__version__}; random weights (timing only); raw tree prepared in {prep:.0f} s")
-    print("| recipe (paper preset) | batch | train img/s | eval img/s | loader wait | peak GiB | GPU util % "
-          "| epochs | min per BP4D fold | paper |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for label, r in rows:
-        paper = PAPER_MINUTES.get(label.split()[0])
-        print(f"| {label} | {r['batch']} | {r['train']:.0f} | {r['eval']:.0f} | {r['wait']:.0%} | {r['mem']:.1f} | "
-              f"{r['util']:.0f} | {r['epochs']} | {r['fold_min']:.0f} | {f'{paper} min' if paper else ''} |")
-    print("bf16 autocast and channels_last: " + ", ".join(sorted({f"{r['amp']}/{r['channels_last']}" for _, r in rows})))
+        print(f"\n{card}; torch {torch.__version__}; random weights (timing only); raw tree prepared in {prep:.0f} s")
+        print("| recipe (paper preset) | batch | train img/s | eval img/s | loader wait | peak GiB | GPU util % "
+              "| epochs | min per BP4D fold | paper |")
+        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+        modes = set()
+        for label, method, ov in RECIPES:  # each row as soon as it is measured: a cut-short run keeps its rows
+            r = measure(reg, method, ov, args.device, args.tiny, Path(tmp) / "runs")
+            paper = PAPER_MINUTES.get(label.split()[0])
+            print(f"| {label} | {r['batch']} | {r['train']:.0f} | {r['eval']:.0f} | {r['wait']:.0%} | {r['mem']:.1f} | "
+                  f"{r['util']:.0f} | {r['epochs']} | {r['fold_min']:.0f} | {f'{paper} min' if paper else ''} |", flush=True)
+            modes.add(f"{r['amp']}/{r['channels_last']}")
+    print("bf16 autocast and channels_last: " + ", ".join(sorted(modes)))
     return 0
 
 

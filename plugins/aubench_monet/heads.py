@@ -93,6 +93,12 @@ class VMNSHead(nn.Module):
         return {"logits": torch.cat([h(h0) for h in self.heads], 1)}
 
 
+
+def _float32_at_least(t: torch.Tensor) -> torch.dtype:
+    """The dtype logits are gathered in: float32, or float64 for float64 inputs. Under bf16 autocast the
+    cell steps return bfloat16 while the loss wants float32, and scatter needs one dtype on both sides."""
+    return torch.promote_types(t.dtype, torch.float32)
+
 class _Recurrent(nn.Module):
     """Shared machinery: a recurrent step over a batch of (example, order) rows."""
 
@@ -139,11 +145,11 @@ class _Recurrent(nn.Module):
         R = h0.shape[0]
         h, prev_y = h0, torch.zeros(R, device=h0.device)
         prev_task = torch.full((R,), -1, dtype=torch.long, device=h0.device)
-        logits = torch.zeros(R, self.n_tasks, device=h0.device, dtype=h0.dtype)
+        logits = torch.zeros(R, self.n_tasks, device=h0.device, dtype=_float32_at_least(h0))
         for t in range(self.n_tasks):
             task = order[:, t]
             h, o = self._step(h, task, self._inputs(prev_y, prev_task))
-            logits = logits.scatter(1, task[:, None], o[:, None])
+            logits = logits.scatter(1, task[:, None], o[:, None].to(logits.dtype))
             if labels is not None:
                 prev_y = labels.gather(1, task[:, None]).squeeze(1)
             elif self.feedback == "sample":
@@ -325,7 +331,7 @@ class MONETHead(_Recurrent):
         """Teacher-forced logits [B, M, T] (task order) of every order, one cell step per prefix."""
         B, M, dev = h0.shape[0], self.n_orders, h0.device
         h = h0.unsqueeze(1)
-        out = torch.zeros(B, M, self.n_tasks, device=dev, dtype=h0.dtype)
+        out = torch.zeros(B, M, self.n_tasks, device=dev, dtype=_float32_at_least(h0))
         with self._cells_stacked():
             for t, (parent, task, prev, of_order) in enumerate(self._tree_for(dev)):
                 n = len(task)
@@ -334,7 +340,7 @@ class MONETHead(_Recurrent):
                 h, o = self._step(h_parent, task.repeat(B), self._inputs(prev_y, prev.repeat(B)))
                 h, o = h.view(B, n, -1), o.view(B, n)
                 cols = self.orders[:, t].to(dev).expand(B, M).unsqueeze(-1)
-                out = out.scatter(2, cols, o.index_select(1, of_order).unsqueeze(-1))
+                out = out.scatter(2, cols, o.index_select(1, of_order).unsqueeze(-1).to(out.dtype))
         return out
 
     def forward(self, h0: torch.Tensor, labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:

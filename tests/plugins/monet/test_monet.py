@@ -184,6 +184,32 @@ def test_shared_prefix_unroll_equals_unrolling_each_order():
     assert torch.allclose(shared, rows.view(5, 24, 4), atol=1e-6)
 
 
+def test_both_unrolls_run_under_bf16_autocast_and_stay_near_float32():
+    """On CUDA the engine trains under bf16 autocast: the cell steps return bfloat16 while the logits
+    are gathered in float32 (a scatter of mixed dtypes failed on the first GPU run)."""
+    torch.manual_seed(1)
+    head = MONETHead(8, 4, hidden=8, n_orders=24)
+    h0, y = torch.randn(5, 8), (torch.rand(5, 4) < 0.5).float()
+    ref = head._unroll_prefixes(h0, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h0 = h0.bfloat16()  # what the encoder's Linear gives under autocast
+        shared = head._unroll_prefixes(h0, y)
+        rows = head._unroll(h0.repeat_interleave(24, 0), head.orders.repeat(5, 1), y.repeat_interleave(24, 0))
+    assert shared.dtype == rows.dtype == torch.float32
+    assert torch.allclose(shared, rows.view(5, 24, 4), atol=0.05) and torch.allclose(shared, ref, atol=0.05)
+
+
+@pytest.mark.parametrize("method", ["monet", "monet-mrnn", "monet-vmns"])
+def test_each_head_passes_the_model_checks_with_its_smoke_recipe_under_autocast_too(method, registry):
+    from omegaconf import OmegaConf
+
+    from aubench.config import compose
+    from aubench.testing import check_model
+
+    item = OmegaConf.to_container(compose(method, ["preset=smoke"], registry=registry).model, resolve=True)
+    check_model(item.pop("name"), registry, **item)  # the contract, then bf16 autocast and channels_last
+
+
 def test_batched_cell_step_equals_each_tasks_gru_cell():
     torch.manual_seed(2)
     head = MONETHead(8, 5, hidden=8, n_orders=10)
