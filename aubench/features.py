@@ -83,13 +83,39 @@ def per_frame(fn: Callable[[dict[str, Any]], Any], frames: FrameBatches, rt: Run
             single = not isinstance(out, dict)
             for key, value in ({"": out} if single else out).items():
                 value = value.float().cpu()
-                totals.setdefault(key, torch.zeros((len(frames.rows), *value.shape[1:]))).index_add_(0, pos, value)
+                if key not in totals:
+                    _check_fits(len(frames.rows), value.shape[1:], fn)
+                    totals[key] = torch.zeros((len(frames.rows), *value.shape[1:]))
+                totals[key].index_add_(0, pos, value)
             count.index_add_(0, pos, torch.ones(len(pos)))
     means = {k: t / count.view(-1, *[1] * (t.ndim - 1)) for k, t in totals.items()}
     if not means:
         return torch.zeros((0, 0))
     return means[""] if single else means
 
+
+
+def available_memory() -> int:
+    """Bytes of RAM free now (Linux and macOS sysconf; a large number where the platform cannot say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _check_fits(n: int, shape: Any, fn: Callable[..., Any]) -> None:
+    """Refuse, before allocating, per-frame outputs that cannot fit in RAM (e.g. FAN-Trans' paper-size
+    768 x 64 x 64 feature maps cached for a whole BP4D fold: ~1.2 TB in float32)."""
+    from aubench.errors import ConfigError
+
+    need = n * int(np.prod(tuple(shape), dtype=np.int64)) * 4
+    if need > available_memory():
+        what = getattr(fn, "__name__", "per-frame outputs")
+        raise ConfigError(
+            f"{what} of {n} frames, {tuple(shape)} each, need {need / 2**30:.1f} GiB of RAM in float32 and "
+            f"{available_memory() / 2**30:.1f} GiB are free. For frozen features set engine.cache_features=false "
+            "(the frozen backbone then runs every step: on a GPU that is also the faster path for large feature "
+            "maps, benchmarks/README.md), or run on a machine with more memory.")
 
 def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig, rt: Runtime) -> str:
     """What the cached features depend on: frozen weights, data, frames (rows), input view, the model recipe,

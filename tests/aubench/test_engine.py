@@ -9,7 +9,7 @@ from toy_components import FrozenToy, ToyComponents
 from aubench import hookimpl
 from aubench.cells import plan_cells, run_cells
 from aubench.engine import run_cell
-from aubench.errors import ResultExistsError
+from aubench.errors import ConfigError, ResultExistsError
 from aubench.metrics import au_metrics, moving_average
 from aubench.registry import reset_registry
 
@@ -161,6 +161,18 @@ def test_frozen_features_are_cached_once_without_augmentation(reg, runs):
     cell = one_cell(reg, runs, fold="2", overrides=["model={name:frozen_toy}", "epochs=1", "batch_size=8"])
     run_cell(cell, reg, progress=False)
     assert FrozenToy.backbone_calls > eval_batches  # augmentation on: features are recomputed per step
+
+
+def test_a_feature_cache_larger_than_free_ram_is_refused_before_it_is_allocated(reg, runs, monkeypatch):
+    import aubench.features as features
+
+    monkeypatch.setattr(features, "available_memory", lambda: 1000)  # bytes: less than any frame set's features
+    cell = one_cell(reg, runs, overrides=["model={name:frozen_toy}", "augment=null", "epochs=1"])
+    with pytest.raises(ConfigError, match=r"extract_frozen of \d+ frames, .* need .* GiB of RAM .* "
+                                          r"engine.cache_features=false"):
+        run_cell(cell, reg, progress=False)
+    monkeypatch.undo()
+    assert run_cell(cell, reg, progress=False).n_test_frames  # the same cell with the memory it needs
 
 
 def test_features_on_disk_are_shared_across_cells_hold_several_tensors_and_equal_memory_ones(reg, tmp_path, monkeypatch):
