@@ -256,6 +256,23 @@ def check_compatible(meta: CheckpointMeta, source: str, *, au_set: tuple[int, ..
     return notes
 
 
+
+def _renamed(state: dict[str, Any], rename: dict[str, str], own: dict[str, Any], source: str) -> dict[str, Any]:
+    """``init.rename``: the source tensors under each source prefix, under the model's own prefix instead;
+    nothing else. Every model tensor under an own prefix must be filled, with its shape: a part the recipe
+    says comes from another cell is never left at its random initialisation."""
+    out = {own_p + k[len(src_p):]: v for src_p, own_p in rename.items() for k, v in state.items() if k.startswith(src_p)}
+    for own_p in rename.values():
+        wanted = [k for k in own if k.startswith(own_p)]
+        missing = [k for k in wanted if k not in out or tuple(out[k].shape) != tuple(own[k].shape)]
+        if not wanted or missing:
+            raise CheckpointError(
+                f"init.rename {rename} from {source}: " + (f"the model has no tensor under {own_p!r}" if not wanted else
+                f"{len(missing)} of the model's {len(wanted)} tensors under {own_p!r} are missing or of another "
+                f"shape in the checkpoint (first: {missing[0]})") + "; check the prefixes and that both recipes "
+                "build the same network")
+    return out
+
 def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dict[str, Any] | None:
     """Start ``model`` from the cell it depends on (``init.from``) or from ``init.checkpoint``, after
     :func:`check_compatible`; return what was loaded (``None`` when the recipe starts from scratch).
@@ -283,13 +300,16 @@ def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dic
                              strict=bool(init.strict), user=f"this cell ({cell.protocol.id} fold {cell.fold.name})")
     state = load_file(str(path))
     own = model.state_dict()
+    if init.get("rename"):
+        state = _renamed(state, dict(init.rename), own, ckpts[0].source)
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if init.strict and len(usable) != len(own):
+    if init.strict and not init.get("rename") and len(usable) != len(own):  # rename: _renamed checked its part
         raise CheckpointError(f"init.checkpoint {ckpts[0].source}: {len(own) - len(usable)} tensors missing or of "
                               "another shape; set init.strict=false to load the matching ones")
     model.load_state_dict(usable, strict=False)
     return {"path": str(path), "source": ckpts[0].source, "revision": ckpts[0].revision, "protocol": meta.protocol,
             "fold": meta.fold, "train_dataset": meta.train_dataset, "test_subject_hash": meta.test_subject_hash,
             "loaded_tensors": len(usable), "skipped_tensors": len(own) - len(usable), "notes": notes,
+            "rename": dict(init.rename) if init.get("rename") else None,
             "from": None if dep is None else {"method": dep.method, "preset": dep.preset, "config_hash": dep.config_hash,
                                               "protocol": dep.protocol.id, "fold": dep.fold.name, "seed": dep.seed}}

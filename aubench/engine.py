@@ -332,6 +332,8 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
             "train_subjects": data.train_subjects})
         _check_input_kind(model, cell, data)
         init = load_init_weights(model, cell, data)  # None: from scratch
+        if hasattr(model, "after_init"):
+            model.after_init(init)  # e.g. a part that must come from another cell refuses random weights
         rt.place(model)
         cache_features(model, sets, rt, cell.config)
         fitted = fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress and is_main())

@@ -38,7 +38,7 @@ SECTIONS: dict[str, dict[str, Any]] = {
                "eval_batch_size": (int,), "cache_features": {True, False, "auto"}, "threads": (int, type(None)),
                "feature_store": {"memory", "disk"}},
     "clip": {"length": (int,), "stride": (int,)},
-    "init": {"checkpoint": (str, type(None)), "strict": (bool,), "from": (dict, type(None))},
+    "init": {"checkpoint": (str, type(None)), "strict": (bool,), "from": (dict, type(None)), "rename": (dict, type(None))},
     "selection": {"rule": {"final", "val"}, "val_subjects": (int,)},
     "postprocess": {"name": {"none", "moving_average"}, "window": (int,)},
     "input": {"size": (int, type(None)), "mean": (list,), "std": (list,)},

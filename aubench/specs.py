@@ -108,6 +108,10 @@ class ModelSpec:
         then passes them as ``batch["features"]``.
     ``on_epoch_start(epoch)``
         called before each epoch (0-based), e.g. to anneal a temperature.
+    ``after_init(init: dict | None)``
+        called once the engine has loaded the recipe's starting weights (``init.checkpoint`` / ``init.from``;
+        ``None`` when it starts from scratch), with what was loaded (the record's ``init_checkpoint``): a
+        model whose frozen part must come from another cell raises here rather than train on random weights.
     ``record_extras() -> dict``
         JSON-able facts saved in the record's ``model_extras`` (e.g. MONET's soft order).
     ``vector_input = True``

@@ -40,8 +40,9 @@ PARSING_CLASSES = ("background", "skin", "brows", "eyes", "nose", "lips", "mouth
 
 
 def aubench_home() -> Path:
-    """Root of aubench's caches (``$AUBENCH_HOME``, default ``~/.cache/aubench``)."""
-    return Path(os.environ.get("AUBENCH_HOME", Path.home() / ".cache" / "aubench")).expanduser()
+    """Root of aubench's caches (``$AUBENCH_HOME``, default ``~/.cache/aubench``; set but empty counts as
+    unset: never the current folder)."""
+    return Path(os.environ.get("AUBENCH_HOME") or Path.home() / ".cache" / "aubench").expanduser()
 
 
 def dataset_dir(name: str) -> Path:

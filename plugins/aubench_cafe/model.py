@@ -1,11 +1,14 @@
 """CAFE for AUs (arXiv 2408.10614, eqs. 2-9; supplementary Alg. 1), on frozen feature maps.
 
 * F: fixed features of a frozen model, a map [B, C, H, W] (the paper's CLIP: ViT-B/16 patch tokens,
-  14 x 14 at 224 px, through timm; or a FAN / timm map via FAN-Trans's extractors, e.g. the SynthAU
-  FAN of the smoke preset). The authors' code uses CLIP's pooled 512-d embedding; AUs are local, so we
-  keep the patch map (the classification and separation terms pool it).
-* f: a trainable network's last feature map; Alg. 1 step 6 "resizing f": a 1 x 1 convolution to C
-  channels, bilinear resize to H x W, sigmoid: M = σ(resize(f)) in (0, 1), shaped like F.
+  14 x 14 at 224 px, through timm; a FAN / timm map via FAN-Trans's extractors, e.g. the SynthAU FAN;
+  or, ``kind: encoder``, the last map of an encoder trained by another cell and loaded through
+  ``init.from`` + ``init.rename``, what the smoke preset uses). The authors' code uses CLIP's pooled
+  512-d embedding; AUs are local, so we keep the patch map (the classification and separation terms
+  pool it).
+* f: a trainable network's last feature map (``forward_features`` of a timm model; the paper's
+  ResNet-18: layer 4); Alg. 1 step 6 "resizing f": a 1 x 1 convolution to C channels, bilinear resize
+  to H x W, sigmoid: M = σ(resize(f)) in (0, 1), shaped like F.
 * eq. 2: F̃ = F ⊙ M.
 * eq. 3 (classification): an FC layer on the global average of F̃ gives the deployed per-AU logits
   (multi-label: BCE instead of the paper's cross-entropy, in the loss).
@@ -26,7 +29,7 @@ from torch import nn
 
 from aubench import ConfigError
 
-__all__ = ["CAFE", "CLIPFeatures", "piece_sizes", "piece_logits"]
+__all__ = ["CAFE", "CLIPFeatures", "EncoderFeatures", "piece_sizes", "piece_logits"]
 
 
 def piece_sizes(channels: int, pieces: int) -> list[int]:
@@ -70,6 +73,34 @@ class CLIPFeatures(nn.Module):
         return tokens.transpose(1, 2).reshape(x.shape[0], -1, side, side)
 
 
+class EncoderFeatures(nn.Module):
+    """A frozen encoder's last feature map [B, C, H, W] (``forward_features`` of a timm or aubench backbone).
+    Built with random weights: they must come from another cell, e.g. the smoke preset's
+    ``init.from: {method: vmnc-bce}`` with ``init.rename: {encoder.: frozen.net.}`` (that cell's encoder,
+    trained on the same training subjects); :meth:`CAFE.after_init` refuses a cell where they did not."""
+
+    def __init__(self, name: str = "aubench_smoke_cnn", pretrained: bool = False, **backbone: Any):
+        super().__init__()
+        from aubench import create_backbone
+
+        if pretrained:
+            raise ConfigError("cafe: model.frozen.kind=encoder loads its weights from another cell (init.from); "
+                              "set model.frozen.pretrained=false, or use kind=clip / timm for published weights")
+        self.net = create_backbone(name, False, **backbone)
+        self.net.requires_grad_(False)
+        self.net.eval()
+        self.out_channels = self.net.num_features
+        self.weights = "another cell's encoder (init.from)"
+
+    def train(self, mode: bool = True) -> EncoderFeatures:
+        super().train(False)
+        return self
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
+
+
 class CAFE(nn.Module):
     """See the module docstring; ``forward`` returns ``logits`` (eq. 3), ``piece_logits`` (eq. 5) and
     ``masked`` (F̃, for the diverse loss)."""
@@ -79,12 +110,14 @@ class CAFE(nn.Module):
                  input_size: int = 224, bias_init: bool = True, train_data: Any = None,
                  train_subjects: list[str] | None = None):
         super().__init__()
-        import timm
+        from aubench import create_backbone
 
         frozen = dict(frozen or {"kind": "clip"})
         kind = frozen.pop("kind", "clip")
         if kind == "clip":
             self.frozen = CLIPFeatures(**frozen)
+        elif kind == "encoder":
+            self.frozen = EncoderFeatures(**frozen)
         else:  # FAN-Trans's extractors: the public FAN, a timm map, or the SynthAU FAN
             from aubench_fantrans.backbone import build_backbone
 
@@ -93,10 +126,8 @@ class CAFE(nn.Module):
         channels = self.frozen.out_channels
         self.sizes = piece_sizes(channels, len(au_set))
         self.drop = float(drop)
-        kwargs = {"pretrained_cfg_overlay": {"file": mask_pretrained}} if isinstance(mask_pretrained, str) else {}
-        self.mask_net = timm.create_model(mask_net, pretrained=bool(mask_pretrained), features_only=True,
-                                          out_indices=(-1,), **kwargs)
-        self.to_mask = nn.Conv2d(self.mask_net.feature_info.channels()[-1], channels, kernel_size=1)
+        self.mask_net = create_backbone(mask_net, mask_pretrained)
+        self.to_mask = nn.Conv2d(self.mask_net.num_features, channels, kernel_size=1)
         self.fc = nn.Linear(channels, len(au_set))
         self.piece_offset = nn.Parameter(torch.zeros(len(au_set)))
         if bias_init and stats is not None:
@@ -108,13 +139,23 @@ class CAFE(nn.Module):
     def extract_frozen(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.frozen(batch["image"])
 
+    def after_init(self, init: dict[str, Any] | None) -> None:
+        """An ``encoder`` frozen part must have been loaded from another cell (``init.rename`` checks that
+        every one of its tensors was): never CAFE on a random frozen encoder by mistake."""
+        if isinstance(self.frozen, EncoderFeatures) and not (init and init.get("rename")):
+            raise ConfigError("cafe: model.frozen.kind=encoder takes its weights from another cell; set init.from "
+                              "(e.g. {method: vmnc-bce}) and init.rename (e.g. {encoder.: frozen.net.}), as the smoke "
+                              "preset does")
+        if init and init.get("rename"):
+            self.frozen.weights = f"{init['source']} ({init['rename']})"
+
     def record_extras(self) -> dict[str, Any]:
         return {"frozen_weights": getattr(self.frozen, "weights", None),
                 "frozen_pretraining": getattr(self.frozen, "pretraining", None), "pieces": self.sizes}
 
     def sigmoid_mask(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Alg. 1 step 6: M = σ(resize(f)) in (0, 1), [B, C, H, W]."""
-        f = self.to_mask(self.mask_net(image)[-1])
+        f = self.to_mask(self.mask_net.forward_features(image))
         return torch.sigmoid(F.interpolate(f, size=size, mode="bilinear", align_corners=False))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:

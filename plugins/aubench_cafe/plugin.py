@@ -30,7 +30,7 @@ def aubench_register_losses():
 
 @hookimpl
 def aubench_register_methods():
-    return [MethodSpec(name="cafe", default=False,  # joins `run --all` once measured within the speed budget
+    return [MethodSpec(name="cafe", default=True,  # README "Robustness": every cell >= 18 points above its floor
                        description="CAFE (Zhang et al., ECCV 2024) for multi-label AUs: masked frozen features "
                                    "separated into one channel piece per AU")]
 

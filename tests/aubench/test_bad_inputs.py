@@ -298,3 +298,13 @@ def test_bad_files_are_named_ten_on_screen_and_all_in_the_report(tmp_path, capsy
     report = json.loads((tmp_path / "issues.json").read_text())
     assert sorted(f["file"] for f in report["files"]) == sorted(map(str, jpgs))
     assert report["counts"]["undecodable_images"] == 12
+
+
+def test_an_empty_aubench_home_means_the_default_never_the_current_folder(monkeypatch, tmp_path):
+    from aubench.data.prepared import aubench_home
+
+    monkeypatch.setenv("AUBENCH_HOME", "")
+    monkeypatch.chdir(tmp_path)
+    assert aubench_home() == Path.home() / ".cache" / "aubench"
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "h"))
+    assert aubench_home() == tmp_path / "h"

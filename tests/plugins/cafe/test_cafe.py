@@ -71,11 +71,56 @@ def test_a_cafe_cell_runs_on_the_synthau_fan_of_its_training_subjects(tmp_path, 
     monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
     reg = make_registry()
     (cell,) = plan_cells(reg, "cafe", "tiny-cross", runs_dir=tmp_path / "runs",
-                         overrides=["epochs=1", "batch_size=16", "model.frozen.epochs=1", "model.frozen.width=16"])
+                         overrides=["preset=smoke-synthfan", "epochs=1", "batch_size=16", "model.frozen.epochs=1",
+                                    "model.frozen.width=16"])
     rec = run_cell(cell, reg, progress=False)
     pre = rec.model_extras["frozen_pretraining"]
     assert pre["dataset"] == "tiny-bp4d" and not set(pre["train_subjects"]) & set(cell.fold.test_subjects)
     assert sum(rec.model_extras["pieces"]) == 48 and len(rec.model_extras["pieces"]) == 12
+
+
+def test_the_smoke_cell_freezes_the_encoder_its_vmnc_bce_cell_trained_on_the_same_subjects(tmp_path, monkeypatch):
+    from conftest import make_registry
+    from safetensors.torch import load_file
+
+    from aubench.cells import plan_cells, run_cells
+
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
+    reg = make_registry()
+    (cell,) = plan_cells(reg, "cafe", "tiny-cross", runs_dir=tmp_path / "runs",
+                         overrides=["epochs=1", "batch_size=16", "+init.from.overrides=['epochs=1','batch_size=16']"])
+    dep = cell.depends_on
+    assert (dep.method, dep.protocol.id, dep.fold.name, dep.seed) == ("vmnc-bce", cell.protocol.id, "all", 0)
+    (outcome,) = run_cells([cell], reg, progress=False)
+    assert (dep.run_dir / "record.json").is_file()  # the cell it starts from ran first
+    rec = outcome.record
+    vmnc, cafe = (load_file(str(c.run_dir / "model.safetensors")) for c in (dep, cell))
+    encoder = {k: v for k, v in vmnc.items() if k.startswith("encoder.")}
+    assert encoder and all(torch.equal(cafe["frozen.net." + k[len("encoder."):]], v) for k, v in encoder.items())
+    assert rec.init_checkpoint["rename"] == {"encoder.": "frozen.net."}
+    assert rec.init_checkpoint["from"]["method"] == "vmnc-bce" and "vmnc-bce" in rec.model_extras["frozen_weights"]
+
+
+def test_an_encoder_frozen_part_never_trains_on_random_or_partly_loaded_weights(tmp_path, monkeypatch):
+    from conftest import make_registry
+
+    from aubench import CheckpointError, ConfigError
+    from aubench.cells import plan_cells, run_cells
+    from aubench.engine import run_cell
+
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
+    reg = make_registry()
+    fast = ["epochs=1", "batch_size=16", "+init.from.overrides=['epochs=1','batch_size=16']"]
+    (alone,) = plan_cells(reg, "cafe", "tiny-cross", runs_dir=tmp_path / "a", overrides=[*fast, "init.from=null",
+                                                                                          "init.rename=null"])
+    with pytest.raises(ConfigError, match="takes its weights from another cell; set init.from"):
+        run_cell(alone, reg, progress=False)
+    (wrong,) = plan_cells(reg, "cafe", "tiny-cross", runs_dir=tmp_path / "b",
+                          overrides=[*fast, "init.rename={head.: frozen.net.}"])
+    with pytest.raises(CheckpointError, match=r"tensors under 'frozen.net.' are missing or of another shape"):
+        run_cells([wrong.depends_on], reg, progress=False)
+        run_cell(wrong, reg, progress=False)
+    assert not (wrong.run_dir / "record.json").exists()
 
 
 def test_fer_tables_are_registered_for_the_record_and_marked_not_comparable(recwarn):
