@@ -256,7 +256,6 @@ def check_compatible(meta: CheckpointMeta, source: str, *, au_set: tuple[int, ..
     return notes
 
 
-
 def _renamed(state: dict[str, Any], rename: dict[str, str], own: dict[str, Any], source: str) -> dict[str, Any]:
     """``init.rename``: the source tensors under each source prefix, under the model's own prefix instead;
     nothing else. Every model tensor under an own prefix must be filled, with its shape: a part the recipe
@@ -272,6 +271,7 @@ def _renamed(state: dict[str, Any], rename: dict[str, str], own: dict[str, Any],
                 f"shape in the checkpoint (first: {missing[0]})") + "; check the prefixes and that both recipes "
                 "build the same network")
     return out
+
 
 def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dict[str, Any] | None:
     """Start ``model`` from the cell it depends on (``init.from``) or from ``init.checkpoint``, after

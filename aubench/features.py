@@ -94,7 +94,6 @@ def per_frame(fn: Callable[[dict[str, Any]], Any], frames: FrameBatches, rt: Run
     return means[""] if single else means
 
 
-
 def available_memory() -> int:
     """Bytes of RAM free now (Linux and macOS sysconf; a large number where the platform cannot say)."""
     try:
@@ -116,6 +115,7 @@ def _check_fits(n: int, shape: Any, fn: Callable[..., Any]) -> None:
             f"{available_memory() / 2**30:.1f} GiB are free. For frozen features set engine.cache_features=false "
             "(the frozen backbone then runs every step: on a GPU that is also the faster path for large feature "
             "maps, benchmarks/README.md), or run on a machine with more memory.")
+
 
 def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig, rt: Runtime) -> str:
     """What the cached features depend on: frozen weights, data, frames (rows), input view, the model recipe,
