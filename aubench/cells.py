@@ -131,10 +131,27 @@ def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tup
     key = f"{spec['method']} {proto.id} {fold} {seed}"
     if key in chain:
         raise ConfigError(f"init.from forms a circle: {' -> '.join((*chain, key))}")
-    overrides = [*spec.get("overrides", []), *([f"preset={spec['preset']}"] if spec.get("preset") else [])]
+    overrides = [*_engine_of(cell), *spec.get("overrides", []), *([f"preset={spec['preset']}"] if spec.get("preset") else [])]
     return plan_cells(registry, str(spec["method"]), proto.id, folds=[fold], seeds=[seed], overrides=overrides,
                       runs_dir=runs_dir, _chain=(*chain, key))[0]
 
+
+
+def _engine_of(cell: Cell) -> list[str]:
+    """The engine settings a dependency inherits from the cell that starts from it: the engine overrides
+    it was planned with (e.g. ``engine.device=cpu``, which names both cells' variants) and the values of
+    the result-neutral options (``engine.threads``: a one-thread run trains its dependencies on one
+    thread too, so they reproduce what the same command gives when run on its own)."""
+    from omegaconf import OmegaConf
+
+    from aubench.config import RESULT_NEUTRAL
+
+    given = [o for o in (cell.config.get("overrides") or []) if o.split("=")[0].lstrip("+~").startswith("engine.")]
+    neutral = []
+    for key in RESULT_NEUTRAL:
+        value = OmegaConf.select(cell.config, key)
+        neutral.append(f"{key}={'null' if value is None else value}")
+    return [*given, *neutral]
 
 def _may_start_from(fold: Fold, proto: ProtocolSpec, cell: Cell) -> bool:
     """Whether weights trained on ``fold`` of ``proto`` saw none of ``cell``'s test subjects."""

@@ -88,6 +88,17 @@ def test_another_protocol_fold_by_the_allowed_rule(tmp_path):
     assert outcome.status == "done" and outcome.record.init_checkpoint["from"]["protocol"] == "tiny-3fold@v1"
 
 
+def test_a_dependency_runs_on_the_engine_settings_of_the_cell_that_starts_from_it(tmp_path):
+    reg = _registry(tmp_path)
+    (cell,) = plan_cells(reg, "stage2", "tiny-3fold", folds=["1"], runs_dir=tmp_path / "r",
+                         overrides=[*FAST, "engine.threads=1", "engine.device=cpu", "engine.feature_store=disk"])
+    dep = cell.depends_on.config.engine
+    assert (dep.threads, dep.device, dep.feature_store) == (1, "cpu", "disk")
+    assert "engine.device=cpu" in cell.depends_on.label and "threads" not in cell.depends_on.label  # neutral
+    (plain,) = plan_cells(reg, "stage2", "tiny-3fold", folds=["1"], runs_dir=tmp_path / "r", overrides=FAST)
+    assert plain.depends_on.config.engine.threads is None and "engine" not in plain.depends_on.label
+
+
 def test_bad_dependency_specs_are_refused_at_planning(tmp_path):
     reg = _registry(tmp_path)
     with pytest.raises(ConfigError, match="init.checkpoint and init.from are both set"):
