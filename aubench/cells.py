@@ -136,7 +136,6 @@ def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tup
                       runs_dir=runs_dir, _chain=(*chain, key))[0]
 
 
-
 def _engine_of(cell: Cell) -> list[str]:
     """The engine settings a dependency inherits from the cell that starts from it: the engine overrides
     it was planned with (e.g. ``engine.device=cpu``, which names both cells' variants) and the values of
@@ -147,11 +146,9 @@ def _engine_of(cell: Cell) -> list[str]:
     from aubench.config import RESULT_NEUTRAL
 
     given = [o for o in (cell.config.get("overrides") or []) if o.split("=")[0].lstrip("+~").startswith("engine.")]
-    neutral = []
-    for key in RESULT_NEUTRAL:
-        value = OmegaConf.select(cell.config, key)
-        neutral.append(f"{key}={'null' if value is None else value}")
+    neutral = [f"{key}={'null' if (v := OmegaConf.select(cell.config, key)) is None else v}" for key in RESULT_NEUTRAL]
     return [*given, *neutral]
+
 
 def _may_start_from(fold: Fold, proto: ProtocolSpec, cell: Cell) -> bool:
     """Whether weights trained on ``fold`` of ``proto`` saw none of ``cell``'s test subjects."""

@@ -107,12 +107,12 @@ def _check_fits(n: int, shape: Any, fn: Callable[..., Any]) -> None:
     768 x 64 x 64 feature maps cached for a whole BP4D fold: ~1.2 TB in float32)."""
     from aubench.errors import ConfigError
 
-    need = n * int(np.prod(tuple(shape), dtype=np.int64)) * 4
-    if need > available_memory():
+    need, free = n * int(np.prod(tuple(shape), dtype=np.int64)) * 4, available_memory()
+    if need > free:
         what = getattr(fn, "__name__", "per-frame outputs")
         raise ConfigError(
             f"{what} of {n} frames, {tuple(shape)} each, need {need / 2**30:.1f} GiB of RAM in float32 and "
-            f"{available_memory() / 2**30:.1f} GiB are free. For frozen features set engine.cache_features=false "
+            f"{free / 2**30:.1f} GiB are free. For frozen features set engine.cache_features=false "
             "(the frozen backbone then runs every step: on a GPU that is also the faster path for large feature "
             "maps, benchmarks/README.md), or run on a machine with more memory.")
 

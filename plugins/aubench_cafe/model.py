@@ -140,12 +140,14 @@ class CAFE(nn.Module):
         return self.frozen(batch["image"])
 
     def after_init(self, init: dict[str, Any] | None) -> None:
-        """An ``encoder`` frozen part must have been loaded from another cell (``init.rename`` checks that
-        every one of its tensors was): never CAFE on a random frozen encoder by mistake."""
-        if isinstance(self.frozen, EncoderFeatures) and not (init and init.get("rename")):
+        """An ``encoder`` frozen part must have been loaded from another cell by an ``init.rename`` onto it
+        (which checks that every one of its tensors was): never CAFE on a random frozen encoder by mistake,
+        also when a rename fills only another part (e.g. the mask network)."""
+        renamed_to = list(((init or {}).get("rename") or {}).values())
+        if isinstance(self.frozen, EncoderFeatures) and not any("frozen.net.".startswith(p) for p in renamed_to):
             raise ConfigError("cafe: model.frozen.kind=encoder takes its weights from another cell; set init.from "
-                              "(e.g. {method: vmnc-bce}) and init.rename (e.g. {encoder.: frozen.net.}), as the smoke "
-                              "preset does")
+                              "(e.g. {method: vmnc-bce}) and an init.rename onto the frozen part (e.g. {encoder.: "
+                              f"frozen.net.}}; given: {renamed_to or 'none'}), as the smoke preset does")
         if init and init.get("rename"):
             self.frozen.weights = f"{init['source']} ({init['rename']})"
 

@@ -93,11 +93,11 @@ class VMNSHead(nn.Module):
         return {"logits": torch.cat([h(h0) for h in self.heads], 1)}
 
 
-
 def _float32_at_least(t: torch.Tensor) -> torch.dtype:
     """The dtype logits are gathered in: float32, or float64 for float64 inputs. Under bf16 autocast the
     cell steps return bfloat16 while the loss wants float32, and scatter needs one dtype on both sides."""
     return torch.promote_types(t.dtype, torch.float32)
+
 
 class _Recurrent(nn.Module):
     """Shared machinery: a recurrent step over a batch of (example, order) rows."""

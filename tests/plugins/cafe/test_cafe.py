@@ -113,8 +113,13 @@ def test_an_encoder_frozen_part_never_trains_on_random_or_partly_loaded_weights(
     fast = ["epochs=1", "batch_size=16", "+init.from.overrides=['epochs=1','batch_size=16']"]
     (alone,) = plan_cells(reg, "cafe", "tiny-cross", runs_dir=tmp_path / "a", overrides=[*fast, "init.from=null",
                                                                                           "init.rename=null"])
-    with pytest.raises(ConfigError, match="takes its weights from another cell; set init.from"):
+    with pytest.raises(ConfigError, match="takes its weights from another cell; set init.from .* given: none"):
         run_cell(alone, reg, progress=False)
+    (elsewhere,) = plan_cells(reg, "cafe", "tiny-cross", runs_dir=tmp_path / "c",
+                              overrides=[*fast, "init.rename={encoder.: mask_net.}"])  # fills the mask network only
+    assert run_cells([elsewhere.depends_on], reg, progress=False)[0].status == "done"
+    with pytest.raises(ConfigError, match=r"an init.rename onto the frozen part .* given: \['mask_net.'\]"):
+        run_cell(elsewhere, reg, progress=False)
     (wrong,) = plan_cells(reg, "cafe", "tiny-cross", runs_dir=tmp_path / "b",
                           overrides=[*fast, "init.rename={head.: frozen.net.}"])
     assert run_cells([wrong.depends_on], reg, progress=False)[0].status == "done"
