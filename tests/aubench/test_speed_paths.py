@@ -100,3 +100,26 @@ def test_jobs_zero_becomes_one_worker_per_core_on_the_cpu_and_one_with_cuda(monk
         monkeypatch.setattr(torch.cuda, "is_available", lambda c=cuda: c)
         main(["run", "vmnc-bce", "--protocol", "tiny-3fold", "--jobs", "0", "--runs-dir", str(runs), "--no-progress"])
         assert seen[-1] == expected
+
+
+@pytest.mark.parametrize("optim", [{"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4}, {"name": "adam", "lr": 1e-3},
+                                   {"name": "sgd", "lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-4}])
+def test_optimisers_take_the_multi_tensor_path_with_bitwise_the_weights_of_the_per_tensor_one(optim):
+    from aubench.build import build_optimizer
+
+    def train(extra: dict) -> tuple[torch.Tensor, bool]:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(create_backbone("aubench_smoke_cnn", widths=(4, 8)), torch.nn.Linear(8, 3))
+        opt = build_optimizer(net.parameters(), {**optim, **extra})
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(8):
+            x, y = torch.randn(8, 3, 16, 16, generator=gen), (torch.rand(8, 3, generator=gen) > 0.5).float()
+            opt.zero_grad()
+            torch.nn.functional.binary_cross_entropy_with_logits(net(x), y).backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in net.parameters()]), opt.defaults["foreach"]
+
+    fast, foreach = train({})
+    slow, _ = train({"foreach": False})
+    assert foreach is True
+    assert torch.equal(fast, slow)
