@@ -57,7 +57,8 @@ class Cell:
 @dataclass
 class CellOutcome:
     cell: Cell
-    status: str  # "done" | "skipped" | "failed" | "busy" (another process holds the cell's lock)
+    status: str  # "done" | "skipped" | "failed" | "busy" (another process holds the cell's lock) | "stale" (kept, but
+    #              the weights it started from changed since)
     record: ResultRecord | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -244,17 +245,32 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
     ``engine.threads``; a cell starts once its dependency has finished. Outcomes are returned in the
     order of ``cells``.
     """
+    from aubench.checkpoints import WEIGHTS_FILE, stale_start
     from aubench.records import load_record
 
     requested = {cell.run_dir for cell in cells}
     outcomes: dict[Path, CellOutcome] = {}
-    todo = []
+    todo: list[Cell] = []
+    finished: dict[Path, ResultRecord] = {}  # kept, checked against their starting cell once it is settled
+
+    def settle(cell: Cell) -> CellOutcome:
+        """A finished cell is skipped, unless the weights it started from (init.from) changed since."""
+        rec, dep = finished[cell.run_dir], cell.depends_on
+        why = None if dep is None else stale_start(rec.init_checkpoint, dep.run_dir / WEIGHTS_FILE, dep.label)
+        if why is not None:
+            echo(f"STALE {cell.label}: {why}")
+            return CellOutcome(cell, "stale", rec, why)
+        echo(f"skip  {cell.label}: finished before ({_score_text(rec, cell.protocol)}; --overwrite to redo)")
+        return CellOutcome(cell, "skipped", rec)
+
     for cell in _with_dependencies(cells):
         redo = overwrite and cell.run_dir in requested
         if cell.record_path.exists() and not redo:
-            rec = load_record(cell.record_path)
-            echo(f"skip  {cell.label}: finished before ({_score_text(rec, cell.protocol)}; --overwrite to redo)")
-            outcomes[cell.run_dir] = CellOutcome(cell, "skipped", rec)
+            finished[cell.run_dir] = load_record(cell.record_path)
+            if cell.depends_on is not None and cell.depends_on.run_dir in {c.run_dir for c in todo}:  # runs again first
+                todo.append(cell)
+            else:
+                outcomes[cell.run_dir] = settle(cell)
         else:
             todo.append(cell)
 
@@ -268,6 +284,9 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
 
     if jobs <= 1 or len(todo) <= 1:
         for cell in todo:
+            if cell.run_dir in finished:
+                outcomes[cell.run_dir] = settle(cell)
+                continue
             outcomes[cell.run_dir] = blocked(cell) or _run_one(cell, registry, cell.run_dir in requested and overwrite,
                                                                progress, None)
             _echo_outcome(outcomes[cell.run_dir], echo)
@@ -284,6 +303,9 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
         while waiting or running:
             for cell in [c for c in waiting if c.depends_on is None or c.depends_on.run_dir in outcomes]:
                 waiting.remove(cell)
+                if cell.run_dir in finished:
+                    outcomes[cell.run_dir] = settle(cell)
+                    continue
                 if (failed := blocked(cell)) is not None:
                     outcomes[cell.run_dir] = failed
                     _echo_outcome(failed, echo)

@@ -13,6 +13,7 @@ Two files per cell folder:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import warnings
@@ -31,11 +32,56 @@ if TYPE_CHECKING:
     from aubench.split import CellData
 
 __all__ = ["CHECKPOINT_SCHEMA_VERSION", "CheckpointMeta", "ResumeState", "save_resume_state", "load_resume_state",
-           "discard_resume_state", "cell_meta", "save_weights", "read_meta", "check_compatible", "load_init_weights"]
+           "discard_resume_state", "cell_meta", "save_weights", "read_meta", "check_compatible", "load_init_weights",
+           "file_sha256", "weights_digest", "stale_start"]
 
 CHECKPOINT_SCHEMA_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 RESUME_FILE = "checkpoint.pt"
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes (weights: what a record says it started from, what the Hub checks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_digest(path: Path) -> str:
+    """SHA-256 of a ``model.safetensors`` file's tensors (sorted names, dtypes, shapes, bytes), not of the file:
+    safetensors writes its metadata in no fixed order, so the same weights saved twice differ as files."""
+    import struct
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(size))
+        data = fh.read()
+    for name in sorted(k for k in header if k != "__metadata__"):
+        entry = header[name]
+        start, end = entry["data_offsets"]
+        digest.update(json.dumps([name, entry["dtype"], entry["shape"]]).encode())
+        digest.update(data[start:end])
+    return digest.hexdigest()
+
+
+def stale_start(init: dict[str, Any] | None, weights: Path, what: str) -> str | None:
+    """Why a finished result no longer matches the weights it started from, or ``None``.
+
+    ``init`` is its record's ``init_checkpoint``, ``weights`` the starting cell's ``model.safetensors`` now.
+    A record without the digest (written before it was recorded) or whose starting weights are gone
+    cannot be checked, and is not called stale.
+    """
+    want = (init or {}).get("weights_digest")
+    if not want or not weights.is_file():
+        return None
+    have = weights_digest(weights)
+    if have == want:
+        return None
+    return (f"it started from {what}'s weights {want[:12]}, but {weights} is now {have[:12]} (that cell was "
+            "run again since): this result no longer belongs to its starting point; rerun it with --overwrite")
 
 
 @dataclass(frozen=True)
@@ -307,7 +353,8 @@ def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dic
         raise CheckpointError(f"init.checkpoint {ckpts[0].source}: {len(own) - len(usable)} tensors missing or of "
                               "another shape; set init.strict=false to load the matching ones")
     model.load_state_dict(usable, strict=False)
-    return {"path": str(path), "source": ckpts[0].source, "revision": ckpts[0].revision, "protocol": meta.protocol,
+    return {"path": str(path), "weights_digest": weights_digest(path), "source": ckpts[0].source,
+            "revision": ckpts[0].revision, "protocol": meta.protocol,
             "fold": meta.fold, "train_dataset": meta.train_dataset, "test_subject_hash": meta.test_subject_hash,
             "loaded_tensors": len(usable), "skipped_tensors": len(own) - len(usable), "notes": notes,
             "rename": dict(init.rename) if init.get("rename") else None,

@@ -313,7 +313,7 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
                          echo=echo, jobs=args.jobs)
     outer.close()
     if not is_main():  # torchrun's other ranks: rank 0 reports and renders
-        return int(any(o.status == "failed" for o in outcomes))
+        return int(any(o.status in ("failed", "stale") for o in outcomes))
     print()
     groups: dict[tuple[str, str], list[float]] = {}
     for o in outcomes:
@@ -323,12 +323,15 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
         mean, std = mean_std(f1s)
         print(f"{method:28s} {proto:34s} F1 {mean:5.1f} ± {std:4.1f}  ({len(f1s)} cell(s))")
     failed = [o for o in outcomes if o.status == "failed"]
+    stale = [o for o in outcomes if o.status == "stale"]
     out = write_leaderboard(args.runs_dir, args.runs_dir / "LEADERBOARD.md", reg, all_published=False)
     print(f"\nleaderboard: {out}")
     if failed:
         print(f"{len(failed)} cell(s) failed; see failed.json in their run folders", file=sys.stderr)
-        return 1
-    return 0
+    if stale:
+        print(f"{len(stale)} finished cell(s) are stale (the weights they started from changed): rerun them with "
+              "--overwrite; `aubench leaderboard --verify` refuses them until then", file=sys.stderr)
+    return int(bool(failed or stale))
 
 
 def cmd_leaderboard(args: argparse.Namespace, cli: Commands) -> int:

@@ -17,7 +17,6 @@ huggingface-hub's login or ``HF_TOKEN``; aubench never prints or stores them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aubench.checkpoints import WEIGHTS_FILE, CheckpointMeta, read_meta
+from aubench.checkpoints import file_sha256 as sha256
 from aubench.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
@@ -59,14 +59,6 @@ class HubCheckpoint:
 
 def _redact(text: str) -> str:
     return _TOKEN.sub("hf_***", text)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- sources

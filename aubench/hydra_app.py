@@ -68,7 +68,7 @@ def run_multirun(argv: list[str]) -> int:
             failures.append(f"{method} {' '.join(overrides)}")
             return None
         outcomes = run_cells(cells, reg, overwrite=bool(cfg.overwrite), progress=False)
-        failures.extend(o.cell.label for o in outcomes if o.status == "failed")
+        failures.extend(o.cell.label for o in outcomes if o.status in ("failed", "stale"))
         done = [o.record.f1_avg for o in outcomes if o.record]
         return sum(done) / len(done) if done else None
 

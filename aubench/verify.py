@@ -3,7 +3,8 @@
 For each record: its stored ``predictions.npz`` must give the record's per-AU metrics, AU average
 and frame count again; and where the dataset it names is prepared on this machine, the data
 fingerprint must be the record's and the stored labels and masks must be the dataset's labels for
-those frames. The first mismatch stops the check with the file and the number that differ.
+those frames; and a record that started from another cell of the same folder (``init.from``) must still
+match that cell's weights. The first mismatch stops the check with the file and the number that differ.
 """
 from __future__ import annotations
 
@@ -23,11 +24,14 @@ TOLERANCE = 1e-6
 class VerifyReport:
     records: int = 0
     against_data: int = 0
+    starts: int = 0  # records checked against the weights they started from (init.from, same folder)
     without_data: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         text = f"verified {self.records} record(s) against their predictions"
         text += f"; {self.against_data} also against the prepared dataset's labels and fingerprint"
+        if self.starts:
+            text += f"; {self.starts} against the weights of the cell they started from"
         if self.without_data:
             text += (f"; datasets not prepared here, labels not checked: {', '.join(self.without_data)} "
                      "(`aubench data generate` / `data prepare` them to check those too)")
@@ -78,12 +82,32 @@ def _check_labels(rec, npz) -> bool:
     return True
 
 
+def _check_start(rec, by_cell: dict, report: VerifyReport) -> None:
+    """A record that started from another cell's weights (``init.from``) in the same folder must still
+    match them: a starting cell run again since leaves it describing weights that no longer exist."""
+    from aubench.checkpoints import WEIGHTS_FILE, stale_start
+
+    init = rec.init_checkpoint or {}
+    src = init.get("from") or {}
+    dep = by_cell.get((src.get("method"), src.get("config_hash"), src.get("protocol"), str(src.get("fold")),
+                       src.get("seed")))
+    if dep is None or not init.get("weights_digest"):
+        return
+    why = stale_start(init, dep.path.parent / WEIGHTS_FILE, f"{dep.method} {dep.protocol_id} fold {dep.fold}")
+    if why is not None:
+        raise RecordError(f"{rec.path}: {why}")
+    report.starts += 1
+
+
 def verify_records(root: Path, *, datasets: bool = True) -> VerifyReport:
     """Verify every record under ``root``; raise :class:`RecordError` at the first mismatch."""
     from aubench.records import load_records
 
     report, missing = VerifyReport(), set()
-    for rec in load_records(root):
+    records = list(load_records(root))
+    by_cell = {(r.method, r.config_hash, r.protocol_id, str(r.fold), r.seed): r for r in records}
+    for rec in records:
+        _check_start(rec, by_cell, report)
         path = rec.path.parent / "predictions.npz"
         if not path.is_file():
             raise RecordError(f"{rec.path}: no predictions.npz beside it, so its numbers cannot be verified")

@@ -105,3 +105,48 @@ def test_bad_dependency_specs_are_refused_at_planning(tmp_path):
         plan_cells(reg, "stage2", "tiny-3fold", overrides=["init.checkpoint=x"], runs_dir=tmp_path)
     with pytest.raises(ConfigError, match="needs `method`.*not \\['methd'\\]"):
         plan_cells(reg, "stage2", "tiny-3fold", overrides=["~init.from.method", "+init.from.methd=x"], runs_dir=tmp_path)
+
+
+def test_a_result_whose_starting_weights_changed_is_kept_but_called_stale_by_run_and_verify(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from aubench.checkpoints import WEIGHTS_FILE, weights_digest
+    from aubench.errors import RecordError
+    from aubench.verify import verify_records
+
+    reg = _registry(tmp_path)
+    runs = tmp_path / "runs"
+    (cell,) = plan_cells(reg, "stage2", "tiny-3fold", folds=["1"], overrides=FAST, runs_dir=runs)
+    dep_weights = cell.depends_on.run_dir / WEIGHTS_FILE
+    assert [o.status for o in run_cells([cell], reg, progress=False, echo=lambda m: None)] == ["done"]
+    record = json.loads(cell.record_path.read_text())
+    assert record["init_checkpoint"]["weights_digest"] == weights_digest(dep_weights)
+    assert verify_records(runs, datasets=False).starts == 1
+
+    # the starting cell trained again: its record goes, it runs first, gives the same weights, so the result holds
+    (cell.depends_on.record_path).unlink()
+    said = []
+    assert [o.status for o in run_cells([cell], reg, progress=False, echo=said.append)] == ["skipped"]
+    assert said[0].startswith("done  vmnc-bce") and said[1].startswith("skip  stage2")
+
+    # ... or other weights (another machine, another code): the finished result is kept, and refused
+    with safe_open(str(dep_weights), "pt") as fh:
+        meta = fh.metadata()
+    save_file({k: v + 1 for k, v in load_file(str(dep_weights)).items()}, str(dep_weights), metadata=meta)
+    before = cell.record_path.read_bytes()
+    said = []
+    (outcome,) = run_cells([cell], reg, progress=False, echo=said.append)
+    assert outcome.status == "stale" and "rerun it with --overwrite" in outcome.error
+    assert said[-1].startswith("STALE stage2") and cell.record_path.read_bytes() == before
+    with pytest.raises(RecordError, match="no longer belongs to its starting point"):
+        verify_records(runs, datasets=False)
+    reset_registry(reg)
+    try:
+        assert main(["run", "stage2", "--protocol", "tiny-3fold", "--fold", "1", "--runs-dir", str(runs),
+                     "--no-progress", *FAST]) == 1
+        assert main(["run", "stage2", "--protocol", "tiny-3fold", "--fold", "1", "--runs-dir", str(runs),
+                     "--no-progress", "--overwrite", *FAST]) == 0
+    finally:
+        reset_registry(None)
+    assert verify_records(runs, datasets=False).starts == 1
