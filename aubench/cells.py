@@ -237,7 +237,8 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
               echo: Callable[[str], Any] = print, jobs: int = 1) -> list[CellOutcome]:
     """Run cells; a failing cell is recorded (``failed.json``) and the sweep goes on.
 
-    Finished cells (with a ``record.json``) are skipped unless ``overwrite``; a cell listed twice
+    Finished cells (with a ``record.json``) are skipped unless ``overwrite``, or reported ``stale`` (and kept)
+    when the weights they started from (``init.from``) changed since; a cell listed twice
     (the same run folder) runs once. The cells a recipe starts from (``init.from``) run first when
     they have not finished (``overwrite`` does not redo them), and a cell whose dependency failed fails
     naming it. With ``jobs > 1`` the cells run in that many worker processes (started fresh, so plugins
@@ -252,6 +253,7 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
     outcomes: dict[Path, CellOutcome] = {}
     todo: list[Cell] = []
     finished: dict[Path, ResultRecord] = {}  # kept, checked against their starting cell once it is settled
+    redone: set[Path] = set()
 
     def settle(cell: Cell) -> CellOutcome:
         """A finished cell is skipped, unless the weights it started from (init.from) changed since."""
@@ -267,12 +269,13 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
         redo = overwrite and cell.run_dir in requested
         if cell.record_path.exists() and not redo:
             finished[cell.run_dir] = load_record(cell.record_path)
-            if cell.depends_on is not None and cell.depends_on.run_dir in {c.run_dir for c in todo}:  # runs again first
+            if cell.depends_on is not None and cell.depends_on.run_dir in redone:  # its start runs again first
                 todo.append(cell)
             else:
                 outcomes[cell.run_dir] = settle(cell)
         else:
             todo.append(cell)
+            redone.add(cell.run_dir)
 
     def blocked(cell: Cell) -> CellOutcome | None:
         dep = cell.depends_on
