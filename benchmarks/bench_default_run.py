@@ -36,14 +36,21 @@ def main() -> None:
         wall = time.perf_counter() - t
         per: dict[str, float] = defaultdict(float)
         cells: dict[str, int] = defaultdict(int)
+        parts: dict[str, float] = defaultdict(float)
         for path in Path(runs).rglob("record.json"):
             rec = json.loads(path.read_text())
             per[rec["method"]] += rec["timings"]["total_seconds"]
             cells[rec["method"]] += 1
+            for part in ("train_seconds", "eval_seconds"):
+                parts[part] += rec["timings"][part]
     total = sum(per.values())
     print(f"\n{'method':16s} {'cells':>5s} {'cell-seconds':>12s} {'share':>6s}")
     for method, seconds in sorted(per.items(), key=lambda kv: -kv[1]):
         print(f"{method:16s} {cells[method]:5d} {seconds:12.1f} {seconds / total:6.1%}")
+    train, evaluation = parts["train_seconds"], parts["eval_seconds"]
+    print(f"of the cell-seconds: training {train / total:.1%}, evaluation {evaluation / total:.1%}, the rest "
+          f"{(total - train - evaluation) / total:.1%} (generating SynthAU, feature stores, waiting on their locks, "
+          "building models)")
     print(f"default run: {wall:.0f} s wall ({wall / 60:.1f} min; goal 4 min on the machine that set it), "
           f"calibration {cal:.0f} images/s")
 
