@@ -323,14 +323,21 @@ def write_leaderboard(records_dir: Path, out: Path, registry: Registry, title: s
     """Render every record under ``records_dir`` into ``out`` (atomically), with per-protocol bar charts in
     ``plots/`` beside it when matplotlib is installed; return ``out``.
 
-    A record that cannot be read or does not match the schema is skipped with a warning naming it.
+    A record that cannot be read or does not match the schema, or that is stale (it started from a cell of
+    the folder whose weights changed since), is skipped with a warning naming it.
     """
     import importlib.util
 
     from aubench.records import load_records
     from aubench.results import atomic_write_text
+    from aubench.verify import start_checks
 
     records = load_records(records_dir, strict=False)
+    stale = {id(rec): why for rec, why in start_checks(records) if why is not None}
+    for rec in records:
+        if id(rec) in stale:
+            warnings.warn(f"skipped {rec.path}: {stale[id(rec)]}", stacklevel=2)
+    records = [rec for rec in records if id(rec) not in stale]
     plots = importlib.util.find_spec("matplotlib") is not None
     protocols = registry.specs["protocol"]
     text = render(records, registry.references, protocols=protocols, methods=registry.names("method"), title=title,

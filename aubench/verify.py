@@ -8,14 +8,16 @@ match that cell's weights. The first mismatch stops the check with the file and 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from aubench.errors import RecordError
 
-__all__ = ["VerifyReport", "verify_records"]
+__all__ = ["VerifyReport", "verify_records", "start_checks"]
 
 TOLERANCE = 1e-6
 
@@ -82,21 +84,21 @@ def _check_labels(rec, npz) -> bool:
     return True
 
 
-def _check_start(rec, by_cell: dict, report: VerifyReport) -> None:
-    """A record that started from another cell's weights (``init.from``) in the same folder must still
-    match them: a starting cell run again since leaves it describing weights that no longer exist."""
+def start_checks(records: list) -> Iterator[tuple[Any, str | None]]:
+    """For each record that started from another cell's weights (``init.from``) found among ``records``:
+    the record and why it is stale (``None`` when those weights are still the ones it started from). A
+    starting cell run again since leaves its dependents describing weights that no longer exist."""
     from aubench.checkpoints import WEIGHTS_FILE, stale_start
 
-    init = rec.init_checkpoint or {}
-    src = init.get("from") or {}
-    dep = by_cell.get((src.get("method"), src.get("config_hash"), src.get("protocol"), str(src.get("fold")),
-                       src.get("seed")))
-    if dep is None or not init.get("weights_digest"):
-        return
-    why = stale_start(init, dep.path.parent / WEIGHTS_FILE, f"{dep.method} {dep.protocol_id} fold {dep.fold}")
-    if why is not None:
-        raise RecordError(f"{rec.path}: {why}")
-    report.starts += 1
+    by_cell = {(r.method, r.config_hash, r.protocol_id, str(r.fold), r.seed): r for r in records}
+    for rec in records:
+        init = rec.init_checkpoint or {}
+        src = init.get("from") or {}
+        dep = by_cell.get((src.get("method"), src.get("config_hash"), src.get("protocol"), str(src.get("fold")),
+                           src.get("seed")))
+        if dep is not None and init.get("weights_digest"):
+            yield rec, stale_start(init, dep.path.parent / WEIGHTS_FILE,
+                                   f"{dep.method} {dep.protocol_id} fold {dep.fold} seed {dep.seed}")
 
 
 def verify_records(root: Path, *, datasets: bool = True) -> VerifyReport:
@@ -105,9 +107,11 @@ def verify_records(root: Path, *, datasets: bool = True) -> VerifyReport:
 
     report, missing = VerifyReport(), set()
     records = list(load_records(root))
-    by_cell = {(r.method, r.config_hash, r.protocol_id, str(r.fold), r.seed): r for r in records}
+    for rec, why in start_checks(records):
+        if why is not None:
+            raise RecordError(f"{rec.path}: {why}")
+        report.starts += 1
     for rec in records:
-        _check_start(rec, by_cell, report)
         path = rec.path.parent / "predictions.npz"
         if not path.is_file():
             raise RecordError(f"{rec.path}: no predictions.npz beside it, so its numbers cannot be verified")

@@ -107,12 +107,13 @@ def test_bad_dependency_specs_are_refused_at_planning(tmp_path):
         plan_cells(reg, "stage2", "tiny-3fold", overrides=["~init.from.method", "+init.from.methd=x"], runs_dir=tmp_path)
 
 
-def test_a_result_whose_starting_weights_changed_is_kept_but_called_stale_by_run_and_verify(tmp_path):
+def test_a_result_whose_starting_weights_changed_is_kept_but_stale_for_run_verify_and_the_board(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     from aubench.checkpoints import WEIGHTS_FILE, weights_digest
     from aubench.errors import RecordError
+    from aubench.leaderboard import write_leaderboard
     from aubench.verify import verify_records
 
     reg = _registry(tmp_path)
@@ -141,6 +142,9 @@ def test_a_result_whose_starting_weights_changed_is_kept_but_called_stale_by_run
     assert said[-1].startswith("STALE stage2") and cell.record_path.read_bytes() == before
     with pytest.raises(RecordError, match="no longer belongs to its starting point"):
         verify_records(runs, datasets=False)
+    with pytest.warns(UserWarning, match="skipped .*record.json: it started from vmnc-bce"):
+        board = write_leaderboard(runs, tmp_path / "board.md", reg).read_text()
+    assert "| stage2 " not in board and "| vmnc-bce " in board
     reset_registry(reg)
     try:
         assert main(["run", "stage2", "--protocol", "tiny-3fold", "--fold", "1", "--runs-dir", str(runs),
