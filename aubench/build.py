@@ -100,7 +100,7 @@ def build_optimizer(params: Any, optim: Mapping[str, Any]) -> torch.optim.Optimi
         optim["betas"] = tuple(optim["betas"])
     if "foreach" not in optim and "fused" not in optim:
         # torch picks the per-tensor loop on the CPU; the multi-tensor one gives bitwise the same weights
-        # there (tests/aubench/test_build.py) and saves ~0.6 ms per step of a SmokeCNN
+        # there (tests/aubench/test_speed_paths.py) and saves ~0.6 ms per step of a SmokeCNN
         optim["foreach"] = True
     try:
         return classes[name](params, **optim)
