@@ -82,7 +82,7 @@ def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[st
     from aubench.config import compose, config_hash
 
     proto = registry.get("protocol", protocol)
-    cfg = compose(method, overrides, registry=registry, dataset=proto.train_dataset)
+    cfg = compose(method, overrides, registry=registry, dataset=proto.train_dataset, protocol=proto.id)
     chash = config_hash(cfg)
     variant = variant_name(cfg.preset, list(cfg.overrides), chash)
     name = registry.get("method", method).name

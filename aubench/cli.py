@@ -219,8 +219,9 @@ def cmd_show(args: argparse.Namespace, cli: Commands) -> int:
     from aubench.registry import get_registry
 
     reg = get_registry()
-    dataset = reg.get("protocol", args.protocol).train_dataset if args.protocol else args.dataset
-    cfg = compose(args.method, args.overrides, registry=reg, dataset=dataset)
+    proto = reg.get("protocol", args.protocol) if args.protocol else None
+    cfg = compose(args.method, args.overrides, registry=reg, dataset=proto.train_dataset if proto else args.dataset,
+                  protocol=proto.id if proto else None)
     print(OmegaConf.to_yaml(cfg), end="")
     return 0
 

@@ -113,10 +113,12 @@ def load_recipe(path: Path, registry: Registry, _seen: tuple[Path, ...] = ()) ->
     return out
 
 
-def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, dataset: str | None = None) -> DictConfig:
+def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, dataset: str | None = None,
+            protocol: str | None = None) -> DictConfig:
     """Return the resolved recipe (``DictConfig``) for ``method`` with ``overrides`` applied.
 
-    ``dataset`` is the training dataset ``preset=auto`` resolves for (none: a synthetic one).
+    ``dataset`` is the training dataset ``preset=auto`` resolves for (none: a synthetic one), and with
+    ``protocol`` (``name@version``) picks the preset's ``datasets`` and ``protocols`` values.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -156,7 +158,11 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
         raise UnknownNameError(f"preset of {method}", str(preset), list(presets_node))
     chosen = OmegaConf.to_container(presets_node[preset]) or {}
     overlays = chosen.pop("datasets", None) or {}  # per-dataset values of this preset, by training dataset
-    merged = OmegaConf.create(_merge(_merge(OmegaConf.to_container(base), chosen), overlays.get(dataset) or {}))
+    by_protocol = chosen.pop("protocols", None) or {}  # then per protocol, by name@version or name
+    merged = _merge(_merge(OmegaConf.to_container(base), chosen), overlays.get(dataset) or {})
+    if protocol is not None:
+        merged = _merge(merged, by_protocol.get(protocol) or by_protocol.get(protocol.split("@")[0]) or {})
+    merged = OmegaConf.create(merged)
     for ov in parsed:  # the user's values win over the preset
         key = ov.key_or_group
         exists = key in _flat_keys(merged)

@@ -136,7 +136,8 @@ def _recipes(tmp_path, child_delete="model.dropout"):
         "engine:\n  eval_batch_size: 32\n")
     (tmp_path / "method" / "needs-lr.yaml").write_text(
         head + "defaults:\n  - /recipe/vmnc\n  - _self_\nloss:\n  name: bce\nmodel:\n  dropout: ???\n"
-        "presets:\n  smoke:\n    datasets:\n      tiny-disfa:\n        model:\n          dropout: 0.5\n")
+        "presets:\n  smoke:\n    datasets:\n      tiny-disfa:\n        model:\n          dropout: 0.5\n"
+        "    protocols:\n      tiny-disfa-3fold:\n        epochs: 3\n")
     (tmp_path / "method" / "child.yaml").write_text(
         head + f"defaults:\n  - /recipe/vmnc\n  - /recipe/base\n  - _self_\n_delete_: [{child_delete}]\n"
         "loss:\n  - name: bce\n  - name: dice\n    weight: 0.5\n")
@@ -155,7 +156,11 @@ def test_a_required_value_must_be_given_and_a_preset_gives_it_per_dataset(tmp_pa
         compose("needs-lr", registry=reg)
     assert compose("needs-lr", ["model.dropout=0.1"], registry=reg).model.dropout == 0.1
     shown = compose("needs-lr", registry=reg, dataset="tiny-disfa")  # what `aubench show --protocol` prints
-    assert shown.model.dropout == 0.5 and "datasets" not in shown
+    assert shown.model.dropout == 0.5 and "datasets" not in shown and "protocols" not in shown
+    # then the preset's values for the protocol (by name@version or by name), over the dataset's
+    assert compose("needs-lr", registry=reg, dataset="tiny-disfa", protocol="tiny-disfa-3fold@v1").epochs == 3
+    assert compose("needs-lr", registry=reg, dataset="tiny-disfa", protocol="tiny-bp4d-to-tiny-disfa@v1").epochs == \
+        shown.epochs != 3
 
 
 def test_a_child_replaces_a_base_loss_with_a_list_and_deletes_base_keys(tmp_path):
