@@ -46,3 +46,20 @@ def test_dice_loss_is_eq_2_40_in_batch_form_with_jaanet_weights():
     assert value.item() == pytest.approx((w * torch.stack(direct)).sum().item() / 3, rel=1e-5)
     per_example, _ = soft_dice(p, labels, mask, reduction="example")
     assert per_example.item() != pytest.approx(soft_dice(p, labels, mask)[0].item())
+
+
+@pytest.mark.parametrize("method,epochs,bp4d_epochs", [("vmnc-bce", 4, 12), ("ls-vals", 4, 12), ("monet", 8, 12),
+                                                      ("mtts-fp", 6, 8), ("fantrans", 4, 10)])
+def test_synth_disfa_folds_start_from_the_same_methods_synth_bp4d_model_of_the_fold_and_seed(method, epochs, bp4d_epochs,
+                                                                                            tmp_path):
+    from aubench.cells import plan_cells
+
+    reg = Registry()
+    cells = plan_cells(reg, method, "synth-disfa-3fold", seeds=[3], runs_dir=tmp_path)
+    for cell in cells:
+        dep = cell.depends_on
+        assert (dep.method, dep.protocol.id, dep.fold.name, dep.seed) == (method, "synth-bp4d-3fold@v1", cell.fold.name, 3)
+        assert cell.config.epochs == epochs and dep.depends_on is None and dep.config.epochs == bp4d_epochs
+    # the per-protocol value: synth-disfa -> synth-bp4d tests on synth-bp4d, so it still trains from scratch
+    (reverse,) = plan_cells(reg, method, "synth-disfa-to-synth-bp4d", seeds=[3], runs_dir=tmp_path)
+    assert reverse.depends_on is None and reverse.config.epochs == (10 if method == "fantrans" else 16)
