@@ -159,6 +159,11 @@ def compose(method: str, overrides: Sequence[str] = (), *, registry: Registry, d
     chosen = OmegaConf.to_container(presets_node[preset]) or {}
     overlays = chosen.pop("datasets", None) or {}  # per-dataset values of this preset, by training dataset
     by_protocol = chosen.pop("protocols", None) or {}  # then per protocol, by name@version or name
+    known = {*registry.specs["protocol"], *(key.split("@")[0] for key in registry.specs["protocol"])}
+    for key in by_protocol:  # a misspelt protocol would silently never apply
+        if key not in known:
+            raise ConfigError(f"recipe {where} (preset {preset}): `protocols` names {key!r}, which is no registered "
+                              f"protocol.{did_you_mean(str(key), known)} `aubench list protocols` lists them.")
     merged = _merge(_merge(OmegaConf.to_container(base), chosen), overlays.get(dataset) or {})
     if protocol is not None:
         merged = _merge(merged, by_protocol.get(protocol) or by_protocol.get(protocol.split("@")[0]) or {})

@@ -137,7 +137,7 @@ def _recipes(tmp_path, child_delete="model.dropout"):
     (tmp_path / "method" / "needs-lr.yaml").write_text(
         head + "defaults:\n  - /recipe/vmnc\n  - _self_\nloss:\n  name: bce\nmodel:\n  dropout: ???\n"
         "presets:\n  smoke:\n    datasets:\n      tiny-disfa:\n        model:\n          dropout: 0.5\n"
-        "    protocols:\n      tiny-disfa-3fold:\n        epochs: 3\n")
+        "    protocols:\n      tiny-cross:\n        epochs: 3\n")
     (tmp_path / "method" / "child.yaml").write_text(
         head + f"defaults:\n  - /recipe/vmnc\n  - /recipe/base\n  - _self_\n_delete_: [{child_delete}]\n"
         "loss:\n  - name: bce\n  - name: dice\n    weight: 0.5\n")
@@ -158,9 +158,13 @@ def test_a_required_value_must_be_given_and_a_preset_gives_it_per_dataset(tmp_pa
     shown = compose("needs-lr", registry=reg, dataset="tiny-disfa")  # what `aubench show --protocol` prints
     assert shown.model.dropout == 0.5 and "datasets" not in shown and "protocols" not in shown
     # then the preset's values for the protocol (by name@version or by name), over the dataset's
-    assert compose("needs-lr", registry=reg, dataset="tiny-disfa", protocol="tiny-disfa-3fold@v1").epochs == 3
-    assert compose("needs-lr", registry=reg, dataset="tiny-disfa", protocol="tiny-bp4d-to-tiny-disfa@v1").epochs == \
-        shown.epochs != 3
+    assert compose("needs-lr", registry=reg, dataset="tiny-disfa", protocol="tiny-cross@v1").epochs == 3
+    assert compose("needs-lr", registry=reg, dataset="tiny-disfa", protocol="tiny-3fold@v1").epochs == shown.epochs != 3
+    typo = _recipes(tmp_path / "typo")  # a misspelt protocol is refused, not silently never applied
+    recipe = tmp_path / "typo" / "method" / "needs-lr.yaml"
+    recipe.write_text(recipe.read_text().replace("tiny-cross:", "tiny-crosss:"))
+    with pytest.raises(ConfigError, match="names 'tiny-crosss', which is no registered protocol.*'tiny-cross'"):
+        compose("needs-lr", registry=typo, dataset="tiny-disfa", protocol="tiny-cross@v1")
 
 
 def test_a_child_replaces_a_base_loss_with_a_list_and_deletes_base_keys(tmp_path):
