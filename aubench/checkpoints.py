@@ -55,15 +55,15 @@ def weights_digest(path: Path) -> str:
     import struct
 
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(path, "rb") as fh:  # one tensor in memory at a time
         (size,) = struct.unpack("<Q", fh.read(8))
         header = json.loads(fh.read(size))
-        data = fh.read()
-    for name in sorted(k for k in header if k != "__metadata__"):
-        entry = header[name]
-        start, end = entry["data_offsets"]
-        digest.update(json.dumps([name, entry["dtype"], entry["shape"]]).encode())
-        digest.update(data[start:end])
+        for name in sorted(k for k in header if k != "__metadata__"):
+            entry = header[name]
+            start, end = entry["data_offsets"]
+            digest.update(json.dumps([name, entry["dtype"], entry["shape"]]).encode())
+            fh.seek(8 + size + start)
+            digest.update(fh.read(end - start))
     return digest.hexdigest()
 
 
