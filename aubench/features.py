@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from aubench.engine import Runtime
     from aubench.split import FrameSets
 
-__all__ = ["FeatureCache", "per_frame", "cache_features", "feature_key"]
+__all__ = ["FeatureCache", "per_frame", "cache_features", "feature_key", "frozen_state"]
 
 
 class FeatureCache:
@@ -117,15 +117,32 @@ def _check_fits(n: int, shape: Any, fn: Callable[..., Any]) -> None:
             "maps, benchmarks/README.md), or run on a machine with more memory.")
 
 
+def frozen_state(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The tensors the frozen features can depend on, by name: every frozen parameter, and the buffers of
+    the modules that train no parameter of their own (a frozen backbone's BatchNorm statistics).
+
+    The buffers of trained modules (the head's BatchNorm statistics) are left out: the frozen part never
+    runs them, and a cell that starts from another cell's weights (``init.from``) loads different ones,
+    which would otherwise give every such cell its own copy of the same features."""
+    out = []
+    for prefix, module in model.named_modules():
+        own = dict(module.named_parameters(recurse=False))
+        trains = any(p.requires_grad for p in own.values())
+        dot = f"{prefix}." if prefix else ""
+        out += [(dot + n, p) for n, p in own.items() if not p.requires_grad]
+        if not trains:
+            out += [(dot + n, b) for n, b in module.named_buffers(recurse=False) if b is not None]
+    return sorted(out, key=lambda item: item[0])
+
+
 def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig, rt: Runtime) -> str:
     """What the cached features depend on: frozen weights, data, frames (rows), input view, the model recipe,
     and how they were computed (device kind and bf16 autocast change their values)."""
     from omegaconf import OmegaConf
 
-    digest, params = hashlib.sha256(), dict(model.named_parameters())
-    for name, tensor in sorted(model.state_dict().items()):
-        if name not in params or not params[name].requires_grad:
-            digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest = hashlib.sha256()
+    for name, tensor in frozen_state(model):
+        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
     view = {"model": OmegaConf.to_container(cfg.model, resolve=True), "input": OmegaConf.to_container(cfg.get("input") or {}),
             "crop": (cfg.get("augment") or {}).get("crop"), "data": frames.data.fingerprint,
             "device": rt.device.split(":")[0], "amp": rt.amp, "channels_last": rt.channels_last,

@@ -12,7 +12,7 @@ from aubench import ConfigError, UnknownNameError
 from aubench_synthau.geometry import DISPLACEMENTS
 from aubench_synthau.identities import drop_episodes, identity, identity_landmarks, trajectory
 from aubench_synthau.rendering import render_face
-from aubench_synthau.variants import AU_COL, BP4D_TASKS, DISFA_MIX, GENERATOR_VERSION, VARIANTS
+from aubench_synthau.variants import AU_COL, BP4D_TASKS, CUE_GAIN, DISFA_MIX, GENERATOR_VERSION, VARIANTS
 
 __all__ = ["DEFAULT_PARAMS", "synth_fingerprint", "simulate", "render_video", "generate", "prepare"]
 
@@ -93,7 +93,7 @@ def render_video(v: dict[str, Any], image_size: int, style: str):
         eff = v["intensity"][t].copy()
         for au, b in v["identity"]["bias"].items():
             eff[AU_COL[au]] = min(5.0, eff[AU_COL[au]] + b)
-        lm = v["base"] + np.tensordot(eff / 5.0, DISPLACEMENTS, axes=1)
+        lm = v["base"] + np.tensordot(eff * (CUE_GAIN / 5.0), DISPLACEMENTS, axes=1)
         pose = {"angle": float(np.clip(angle[t], -0.2, 0.2)), "dx": float(np.clip(dx[t], -0.05, 0.05)),
                 "dy": float(np.clip(dy[t], -0.05, 0.05)), "scale": float(scl[t]), "gain": float(gain),
                 "light": light, "bg": bgk}

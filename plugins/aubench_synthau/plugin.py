@@ -22,6 +22,8 @@ from aubench import (
     union_folds,
 )
 
+from aubench_synthau.variants import PROTOCOL_VERSION
+
 __version__ = "0.1.0"
 
 CROSS_AUS = (1, 2, 4, 6, 12)
@@ -54,32 +56,32 @@ def aubench_register_datasets():
 @hookimpl
 def aubench_register_protocols():
     return [
-        ProtocolSpec(name="synth-bp4d-3fold", version="v1", train_dataset="synth-bp4d", test_dataset="synth-bp4d",
+        ProtocolSpec(name="synth-bp4d-3fold", version=PROTOCOL_VERSION, train_dataset="synth-bp4d", test_dataset="synth-bp4d",
                      folds=jaanet_folds(JAANET_BP4D_PARTS), eval_aus=BP4D_AUS, default=True,
                      description="subject-exclusive 3-fold CV on synth-bp4d with BP4D's JAA-Net partitions",
                      fold_convention=FOLD_CONVENTION),
-        ProtocolSpec(name="synth-disfa-3fold", version="v1", train_dataset="synth-disfa", test_dataset="synth-disfa",
+        ProtocolSpec(name="synth-disfa-3fold", version=PROTOCOL_VERSION, train_dataset="synth-disfa", test_dataset="synth-disfa",
                      folds=jaanet_folds(JAANET_DISFA_PARTS), eval_aus=DISFA_EVAL_AUS, positive_threshold=2,
                      default=True,
                      description="subject-exclusive 3-fold CV on synth-disfa (8 AUs, intensity >= 2) with DISFA's "
                                  "JAA-Net partitions", fold_convention=FOLD_CONVENTION),
-        ProtocolSpec(name="synth-bp4d-to-synth-disfa", version="v1", train_dataset="synth-bp4d",
+        ProtocolSpec(name="synth-bp4d-to-synth-disfa", version=PROTOCOL_VERSION, train_dataset="synth-bp4d",
                      test_dataset="synth-disfa",
                      folds=(Fold(name="all", test_subjects=DISFA_SUBJECTS, train_subjects=BP4D_SUBJECTS),),
                      eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2, default=True,
                      description="cross-dataset: train on all of synth-bp4d (12 AUs), test on all 27 synth-disfa "
                                  "subjects on the shared AUs 1, 2, 4, 6, 12 (intensity >= 2)"),
-        ProtocolSpec(name="synth-disfa-to-synth-bp4d", version="v1", train_dataset="synth-disfa",
+        ProtocolSpec(name="synth-disfa-to-synth-bp4d", version=PROTOCOL_VERSION, train_dataset="synth-disfa",
                      test_dataset="synth-bp4d",
                      folds=(Fold(name="all", test_subjects=BP4D_SUBJECTS, train_subjects=DISFA_SUBJECTS),),
                      eval_aus=CROSS_AUS, train_aus=DISFA_AUS, positive_threshold=2,
                      description="cross-dataset, the other way: train on all of synth-disfa (12 AUs, intensity "
                                  ">= 2), test on all 41 synth-bp4d subjects on the shared AUs 1, 2, 4, 6, 12"),
-        ProtocolSpec(name="synth-bp4d-noisy-3fold", version="v1", train_dataset="synth-bp4d-noisy",
+        ProtocolSpec(name="synth-bp4d-noisy-3fold", version=PROTOCOL_VERSION, train_dataset="synth-bp4d-noisy",
                      test_dataset="synth-bp4d-noisy", folds=jaanet_folds(JAANET_BP4D_PARTS), eval_aus=BP4D_AUS,
                      description="3-fold CV on synth-bp4d-noisy (30% missed positive episodes), for noise-robust losses",
                      fold_convention=FOLD_CONVENTION),
-        ProtocolSpec(name="synth-union-3fold", version="v1", train_dataset="synth-union", test_dataset="synth-union",
+        ProtocolSpec(name="synth-union-3fold", version=PROTOCOL_VERSION, train_dataset="synth-union", test_dataset="synth-union",
                      folds=union_folds(jaanet_folds(JAANET_BP4D_PARTS), jaanet_folds(JAANET_DISFA_PARTS)), eval_aus=UNION_AUS,
                      description="3-fold CV on synth-bp4d + synth-disfa together (the ABAW3 union training, §4.3): "
                                  "17 AUs, each scored on the frames of the dataset that labels it",

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from aubench_synthau.variants import AU_COL, RENDERED_AUS
+from aubench_synthau.variants import AU_COL, CUE_GAIN, RENDERED_AUS
 
 __all__ = ["render_face"]
 
@@ -190,12 +190,12 @@ def render_face(landmarks: np.ndarray, au: np.ndarray, ident: dict[str, Any], po
     """Draw one face. Returns (image uint8 [S,S,3], landmarks in pixels [68,2], parsing uint8 [S,S]).
 
     ``landmarks`` are in face units (already deformed by the AUs); ``au`` holds the intensities of
-    :data:`RENDERED_AUS`, used for the texture cues. ``style`` "lab" (DISFA-like) blurs, desaturates
+    :data:`RENDERED_AUS`, used for the texture cues (at :data:`CUE_GAIN` x intensity / 5). ``style`` "lab" (DISFA-like) blurs, desaturates
     and frames the face smaller than "studio" (BP4D-like).
     """
     lab = style == "lab"
     cv = _canvas(ident, pose, size, lab)
-    A = {a: au[AU_COL[a]] / 5.0 for a in RENDERED_AUS}
+    A = {a: au[AU_COL[a]] * (CUE_GAIN / 5.0) for a in RENDERED_AUS}
     _head(cv, landmarks)
     _texture_cues(cv, landmarks, A)
     _brows(cv, landmarks)

@@ -5,10 +5,21 @@ from dataclasses import dataclass
 
 from aubench import BP4D_AUS, BP4D_SUBJECTS, DISFA_AUS, DISFA_SUBJECTS
 
-__all__ = ["GENERATOR_VERSION", "RENDERED_AUS", "AU_COL", "PROTOTYPES", "BP4D_TASKS", "DISFA_MIX", "Variant",
+__all__ = ["GENERATOR_VERSION", "PROTOCOL_VERSION", "CUE_GAIN", "RENDERED_AUS", "AU_COL", "PROTOTYPES", "BP4D_TASKS", "DISFA_MIX", "Variant",
            "VARIANTS"]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+#: the version of every SynthAU protocol: results on another generator's frames are not comparable
+PROTOCOL_VERSION = f"v{GENERATOR_VERSION}"
+#: How strongly an AU's intensity shows: landmark displacements and texture cues are drawn at
+#: ``CUE_GAIN x intensity / 5`` of :data:`aubench_synthau.geometry.DISPLACEMENTS` and of the wrinkle
+#: strengths (labels still follow the intensities: occurrence >= 1, DISFA-like levels >= 2). Version 1
+#: drew them at gain 1, where the 32 px smoke models needed 12 epochs: vmnc-bce, seed 0, synth-bp4d-3fold
+#: median fold F1 47.9 after 4 epochs and 59.6 after 12, synth-bp4d -> synth-disfa 39.8 / 57.8. At 2.2
+#: (version 2) 4 epochs give 57.7 and 56.6, and 12 epochs 68.0 on synth-bp4d: the cues are learnt ~3x
+#: sooner and the ceiling is still well above what the smoke recipes reach (benchmarks/README.md,
+#: "SynthAU v2"). The identities' neutral-face biases (AU look-alikes, unlabelled) scale with it.
+CUE_GAIN = 2.2
 RENDERED_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26)
 AU_COL = {au: i for i, au in enumerate(RENDERED_AUS)}
 

@@ -327,3 +327,33 @@ def test_the_disk_feature_key_follows_how_features_are_computed(reg, tmp_path):
     assert cpu != feature_key(model, frames, cell.config, Runtime("cuda", False, False))
     frames.small = np.zeros((1, 1, 1, 3), np.uint8)  # frames resized once at load: other rounding, other key
     assert cpu != feature_key(model, frames, cell.config, Runtime("cpu", False, False))
+
+
+def test_the_disk_feature_key_follows_the_frozen_tensors_only():
+    """A cell that starts from another cell's weights loads other trained statistics (the head's BatchNorm)
+    but the same frozen part: it must reuse the stored features, and a changed frozen tensor must not."""
+    import torch
+    from torch import nn
+
+    from aubench.features import frozen_state
+
+    def model():
+        torch.manual_seed(0)
+        m = nn.Module()
+        m.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        m.backbone.requires_grad_(False)
+        m.head = nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2))
+        return m
+
+    def digest(m):
+        return [(n, t.clone()) for n, t in frozen_state(m)]
+
+    a, b = model(), model()
+    b.head[1].running_mean += 1.0  # trained statistics, as loaded by init.from
+    b.head[0].weight.data += 1.0  # a trained weight
+    names = [n for n, _ in digest(a)]
+    assert names == ["backbone.0.bias", "backbone.0.weight", "backbone.1.bias", "backbone.1.num_batches_tracked",
+                     "backbone.1.running_mean", "backbone.1.running_var", "backbone.1.weight"]
+    assert all(torch.equal(x, y) for (_, x), (_, y) in zip(digest(a), digest(b)))
+    b.backbone[1].running_var += 1.0  # the frozen part's statistics do change its features
+    assert not all(torch.equal(x, y) for (_, x), (_, y) in zip(digest(a), digest(b)))
