@@ -137,6 +137,26 @@ def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tup
                       runs_dir=runs_dir, _chain=(*chain, key))[0]
 
 
+def _to_build(cells: list[Cell], registry: Registry) -> list[str]:
+    """The datasets ``cells`` read that are built here (SynthAU) and missing or out of date."""
+    from aubench.data.prepared import needs_building
+
+    names = sorted({n for c in cells for n in (c.protocol.train_dataset, c.protocol.test_dataset)})
+    return [n for n in names if needs_building(registry.get("dataset", n))]
+
+
+def _build_dataset(name: str) -> None:
+    """Build one dataset in a worker (under its lock, so the cells that need it wait for it). A failure is
+    left to the cells, which build it again and record the error where it is read."""
+    from aubench.data.prepared import ensure_prepared
+    from aubench.registry import get_registry
+
+    try:
+        ensure_prepared(get_registry().get("dataset", name), progress=False)
+    except Exception:  # noqa: BLE001 - reported by the cells that need the dataset
+        pass
+
+
 def _engine_of(cell: Cell) -> list[str]:
     """The engine settings a dependency inherits from the cell that starts from it: the engine overrides
     it was planned with (e.g. ``engine.device=cpu``, which names both cells' variants) and the values of
@@ -303,6 +323,8 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=die_with_parent) as pool:
+        for name in _to_build(waiting, registry):  # generated datasets first, side by side (not each in turn
+            pool.submit(_build_dataset, name)      # by the first cell that needs it while the others wait)
         while waiting or running:
             for cell in [c for c in waiting if c.depends_on is None or c.depends_on.run_dir in outcomes]:
                 waiting.remove(cell)

@@ -274,13 +274,21 @@ def ensure_prepared(spec: DatasetSpec, *, force: bool = False, progress: bool = 
     from aubench.specs import resolve_factory
 
     out = dataset_dir(spec.name)
-    if spec.synthetic or spec.derived:  # built here: generated, or derived from other prepared datasets
-        expected = resolve_factory(spec.fingerprint)(spec.name, dict(spec.params))
-        if force or _stored_fingerprint(out) != expected:
-            with wait_lock(out.with_name(out.name + ".lock")):  # one process generates; the others wait for it
-                if force or _stored_fingerprint(out) != expected:
-                    resolve_factory(spec.prepare)(out_dir=out, progress=progress, **dict(spec.params))
+    if force or needs_building(spec):
+        with wait_lock(out.with_name(out.name + ".lock")):  # one process generates; the others wait for it
+            if force or needs_building(spec):
+                resolve_factory(spec.prepare)(out_dir=out, progress=progress, **dict(spec.params))
     return PreparedDataset(out)
+
+
+def needs_building(spec: DatasetSpec) -> bool:
+    """Whether ``spec`` is built here (generated, or derived from other prepared datasets) and its prepared
+    copy is missing or was built from other parameters or generator code than the current ones."""
+    from aubench.specs import resolve_factory
+
+    if not (spec.synthetic or spec.derived):
+        return False
+    return _stored_fingerprint(dataset_dir(spec.name)) != resolve_factory(spec.fingerprint)(spec.name, dict(spec.params))
 
 
 def _stored_fingerprint(out: Path) -> str | None:

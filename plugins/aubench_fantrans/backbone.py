@@ -153,13 +153,15 @@ class TimmFeatures(nn.Module):
                               "(ImageNet weights from the local cache) or allow_random=true for smoke runs")
         kwargs = {"pretrained_cfg_overlay": {"file": pretrained}} if isinstance(pretrained, str) else {}
         with torch.random.fork_rng(devices=[]):  # the cell's random stream continues as if nothing was drawn
+            reductions = timm.create_model(name, pretrained=False, features_only=True).feature_info.reduction()
+            if 4 not in reductions:
+                raise ConfigError(f"{name} has no stride-4 feature map (reductions {reductions})")
+            # only the stages up to the stride-4 map: the deeper ones would run (ResNet-18 at 64 px: 5x the
+            # time) for a map that is thrown away. The same draw of weights as the whole network's.
             torch.manual_seed(int(init_seed))
-            self.net = timm.create_model(name, pretrained=bool(pretrained), features_only=True, **kwargs)
-        reductions = self.net.feature_info.reduction()
-        if 4 not in reductions:
-            raise ConfigError(f"{name} has no stride-4 feature map (reductions {reductions})")
-        self.index = reductions.index(4)
-        self.out_channels = self.net.feature_info.channels()[self.index]
+            self.net = timm.create_model(name, pretrained=bool(pretrained), features_only=True,
+                                         out_indices=(reductions.index(4),), **kwargs)
+        self.out_channels = self.net.feature_info.channels()[0]
         self.net.requires_grad_(False)
         self.net.eval()
         self.weights = "random" if not pretrained else str(pretrained)
@@ -170,7 +172,7 @@ class TimmFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[self.index]
+        return self.net(x)[0]
 
 
 class SynthFANFeatures(FANFeatures):

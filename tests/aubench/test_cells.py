@@ -51,3 +51,16 @@ def test_parallel_workers_run_a_dependency_before_the_cells_that_start_from_it(r
     assert [o.status for o in outcomes] == ["done", "done"] and len(lines) == 3
     assert lines[0].startswith("done  monet-vmns")
     assert all(o.record.init_checkpoint["from"]["method"] == "monet-vmns" for o in outcomes)
+
+
+def test_parallel_runs_build_the_missing_generated_datasets_first(registry, runs, monkeypatch, tmp_path):
+    """With several workers the generated datasets are built side by side before the cells (which would
+    otherwise build them one at a time, the other workers waiting on the lock); an up-to-date copy is kept."""
+    from aubench.cells import _build_dataset, _to_build
+
+    monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
+    cells = plan_cells(registry, "monet", "monet-toy", seeds=[0], overrides=["epochs=1"], runs_dir=runs)
+    assert _to_build(cells, registry) == ["monet-toy"]
+    _build_dataset("monet-toy")
+    assert _to_build(cells, registry) == []
+    _build_dataset("no-such-dataset")  # left to the cells, which record the error where it is read
