@@ -41,6 +41,7 @@ from aubench.protocols import (
     JAANET_BP4D_PARTS,
     JAANET_DISFA_PARTS,
     jaanet_folds,
+    transfer_folds,
     union_folds,
 )
 from aubench.registry import Registry, get_registry
@@ -129,6 +130,7 @@ __all__ = [
     "JAANET_BP4D_PARTS",
     "JAANET_DISFA_PARTS",
     "jaanet_folds",
+    "transfer_folds",
     "union_folds",
     "Issue",
     "Scan",

@@ -77,7 +77,8 @@ def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[st
     """Expand a method × protocol request into cells, composing the recipe once.
 
     ``seeds`` default to the recipe's ``seed`` (0 unless overridden with ``seed=...``). A recipe with
-    ``init.from`` gets, per cell, the cell it starts from (``Cell.depends_on``, see :func:`_dependency`).
+    ``init.from`` gets, per cell, the cell it starts from (``Cell.depends_on``, see :func:`_dependency`);
+    a cell of a transfer protocol, the cell whose model it evaluates (:func:`_model_source`).
     """
     from aubench.config import compose, config_hash
 
@@ -92,7 +93,10 @@ def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[st
                   run_dir=cell_dir(Path(runs_dir), proto.id, name, variant, f.name, int(s)), config_hash=chash,
                   config=cfg)
              for f in chosen for s in seeds]
-    if cfg.init.get("from") is not None:
+    if proto.models_from is not None:
+        for cell in cells:
+            cell.depends_on = _model_source(registry, cell, runs_dir, _chain)
+    elif cfg.init.get("from") is not None:
         if cfg.init.checkpoint:
             raise ConfigError(f"{name}: init.checkpoint and init.from are both set; a cell starts from one of them")
         for cell in cells:
@@ -135,6 +139,34 @@ def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tup
     overrides = [*_engine_of(cell), *spec.get("overrides", []), *([f"preset={spec['preset']}"] if spec.get("preset") else [])]
     return plan_cells(registry, str(spec["method"]), proto.id, folds=[fold], seeds=[seed], overrides=overrides,
                       runs_dir=runs_dir, _chain=(*chain, key))[0]
+
+
+def _model_source(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tuple[str, ...]) -> Cell:
+    """The cell whose model a transfer protocol's cell evaluates: the same method, overrides and seed on the
+    fold of the same name of ``models_from``, which must train on the same subjects of the same dataset with
+    the same recipe (otherwise the number would belong to another model than the row says)."""
+    proto = cell.protocol
+    source = registry.get("protocol", str(proto.models_from))
+    try:
+        fold = source.fold(cell.fold.name)
+    except KeyError:
+        raise ConfigError(f"{proto.id} evaluates the models of {source.id}, which has no fold {cell.fold.name!r} "
+                          f"(folds: {', '.join(f.name for f in source.folds)})") from None
+    subjects = registry.get("dataset", source.train_dataset).subjects
+    trained = set(fold.train_subjects or [s for s in subjects if s not in set(fold.test_subjects)])
+    if source.train_dataset != proto.train_dataset or trained != set(cell.fold.train_subjects or ()):
+        raise ConfigError(f"{proto.id} fold {cell.fold.name} must train on what {source.id} fold {fold.name} trains on "
+                          f"({source.train_dataset}, {len(trained)} subjects) to evaluate its models; build its folds "
+                          "with aubench.transfer_folds")
+    neutral = [o for o in _engine_of(cell) if o not in set(cell.config.overrides)]
+    dep = plan_cells(registry, cell.method, source.id, folds=[fold.name], seeds=[cell.seed],
+                     overrides=[*cell.config.overrides, *neutral], runs_dir=runs_dir,
+                     _chain=(*chain, f"{cell.method} {proto.id} {cell.fold.name} {cell.seed}"))[0]
+    if dep.config_hash != cell.config_hash:
+        raise ConfigError(f"{cell.label} evaluates the model of {dep.label}, but {cell.method}'s recipe composes "
+                          f"differently for the two protocols (config {cell.config_hash} vs {dep.config_hash}: a "
+                          f"per-protocol preset value?); a transfer protocol reports the source's model as it is")
+    return dep
 
 
 def _to_build(cells: list[Cell], registry: Registry) -> list[str]:

@@ -324,12 +324,17 @@ def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dic
     :func:`check_compatible`; return what was loaded (``None`` when the recipe starts from scratch).
 
     A checkpoint source is a cell folder or ``model.safetensors``, ``hf://org/name[@rev]/fold``, or a
-    checkpoint name a plugin registered (see :mod:`aubench.hub`); pickles are refused."""
+    checkpoint name a plugin registered (see :mod:`aubench.hub`); pickles are refused.
+
+    A cell of a transfer protocol (``ProtocolSpec.models_from``) loads its source cell's model whole: every
+    tensor, no rename, whatever the recipe's ``init`` says (it applied to the source cell)."""
     from safetensors.torch import load_file
 
     from aubench.hub import resolve_checkpoints
 
     init, dep = cell.config.init, cell.depends_on
+    transfer = cell.protocol.models_from is not None
+    strict, rename = (True, None) if transfer else (bool(init.strict), init.get("rename"))
     if dep is None and not init.checkpoint:
         return None
     if dep is not None and not (dep.run_dir / WEIGHTS_FILE).is_file():
@@ -343,20 +348,21 @@ def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dic
     notes = check_compatible(meta, f"init.checkpoint {ckpts[0].source}", au_set=data.train_aus,
                              preprocessing_id=str(data.train_ds.meta.get("preprocessing_id")),
                              test_dataset=data.test_ds.name, test_subjects=cell.fold.test_subjects,
-                             strict=bool(init.strict), user=f"this cell ({cell.protocol.id} fold {cell.fold.name})")
+                             strict=strict, user=f"this cell ({cell.protocol.id} fold {cell.fold.name})")
     state = load_file(str(path))
     own = model.state_dict()
-    if init.get("rename"):
-        state = _renamed(state, dict(init.rename), own, ckpts[0].source)
+    if rename:
+        state = _renamed(state, dict(rename), own, ckpts[0].source)
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if init.strict and not init.get("rename") and len(usable) != len(own):  # rename: _renamed checked its part
+    if strict and not rename and len(usable) != len(own):  # rename: _renamed checked its part
         raise CheckpointError(f"init.checkpoint {ckpts[0].source}: {len(own) - len(usable)} tensors missing or of "
-                              "another shape; set init.strict=false to load the matching ones")
+                              "another shape; " + (f"{cell.protocol.id} evaluates that model as it is" if transfer
+                                                   else "set init.strict=false to load the matching ones"))
     model.load_state_dict(usable, strict=False)
     return {"path": str(path), "weights_digest": weights_digest(path), "source": ckpts[0].source,
             "revision": ckpts[0].revision, "protocol": meta.protocol,
             "fold": meta.fold, "train_dataset": meta.train_dataset, "test_subject_hash": meta.test_subject_hash,
             "loaded_tensors": len(usable), "skipped_tensors": len(own) - len(usable), "notes": notes,
-            "rename": dict(init.rename) if init.get("rename") else None,
+            "rename": dict(rename) if rename else None,
             "from": None if dep is None else {"method": dep.method, "preset": dep.preset, "config_hash": dep.config_hash,
                                               "protocol": dep.protocol.id, "fold": dep.fold.name, "seed": dep.seed}}

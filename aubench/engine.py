@@ -293,7 +293,9 @@ def _record(cell: Cell, data: CellData, sets: FrameSets, stats: TrainStats, mode
         aus=list(data.eval_aus), train_aus=list(data.train_aus), positive_threshold=cell.protocol.positive_threshold,
         per_au=ev.metrics["per_au"], f1_avg=ev.metrics["f1_avg"], threshold=ev.metrics["threshold"],
         n_test_frames=len(sets.test.rows), n_train_frames=len(sets.train.rows), init_checkpoint=init,
-        selection=("final weights after a fixed schedule" if cfg.selection.rule == "final" else
+        selection=(f"the model of {cell.depends_on.protocol.id} fold {cell.depends_on.fold.name}, evaluated as it is"
+                   if cell.protocol.models_from is not None else "final weights after a fixed schedule"
+                   if cfg.selection.rule == "final" else
                    f"best epoch ({fitted.best_epoch}) by F1 on {len(data.val_subjects)} held-out training subjects"),
         postprocess=OmegaConf.to_container(cfg.postprocess, resolve=True),
         data={"train_fingerprint": data.train_ds.fingerprint, "test_fingerprint": data.test_ds.fingerprint,
@@ -332,11 +334,13 @@ def run_cell(cell: Cell, registry: Registry, *, overwrite: bool = False, progres
             "train_subjects": data.train_subjects})
         _check_input_kind(model, cell, data)
         init = load_init_weights(model, cell, data)  # None: from scratch
-        if hasattr(model, "after_init"):
+        transfer = cell.protocol.models_from is not None  # the whole model comes from a trained cell
+        if hasattr(model, "after_init") and not transfer:
             model.after_init(init)  # e.g. a part that must come from another cell refuses random weights
         rt.place(model)
-        cache_features(model, sets, rt, cell.config)
-        fitted = fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress and is_main())
+        cache_features(model, sets, rt, cell.config, keys=("test",) if transfer else ("train", "test", "val"))
+        fitted = (FitResult([], None, 0.0, 0) if transfer else
+                  fit(cell, registry, model, sets, stats, rt, resume=not overwrite, progress=progress and is_main()))
         if not is_main():
             return None  # rank 0 evaluates and writes the record
         ev = evaluate(model, cell, data, sets, rt)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from aubench.specs import Fold
 
-__all__ = ["union_folds", "BP4D_AUS", "DISFA_AUS", "DISFA_EVAL_AUS", "BP4D_SUBJECTS", "DISFA_SUBJECTS", "JAANET_BP4D_PARTS",
-           "JAANET_DISFA_PARTS", "jaanet_folds", "FOLD_CONVENTION"]
+__all__ = ["union_folds", "transfer_folds", "BP4D_AUS", "DISFA_AUS", "DISFA_EVAL_AUS", "BP4D_SUBJECTS", "DISFA_SUBJECTS",
+           "JAANET_BP4D_PARTS", "JAANET_DISFA_PARTS", "jaanet_folds", "FOLD_CONVENTION"]
 
 BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
 DISFA_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
@@ -51,6 +51,17 @@ def jaanet_folds(parts: tuple[tuple[str, ...], ...]) -> tuple[Fold, ...]:
         train = tuple(s for j, part in enumerate(parts) if j != k for s in part)
         folds.append(Fold(name=str(k + 1), test_subjects=tuple(test), train_subjects=train))
     return tuple(folds)
+
+
+def transfer_folds(source: tuple[Fold, ...], test_subjects: tuple[str, ...],
+                   source_subjects: tuple[str, ...]) -> tuple[Fold, ...]:
+    """The folds of a transfer protocol (``ProtocolSpec.models_from``): fold k trains on what ``source``'s fold k
+    trains on (``source_subjects`` minus its test subjects when it says "all others") and tests on
+    ``test_subjects``, all of another dataset."""
+    return tuple(Fold(name=f.name, test_subjects=tuple(test_subjects),
+                      train_subjects=f.train_subjects if f.train_subjects is not None
+                      else tuple(s for s in source_subjects if s not in set(f.test_subjects)))
+                 for f in source)
 
 
 def union_folds(*fold_lists: tuple[Fold, ...]) -> tuple[Fold, ...]:

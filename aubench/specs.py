@@ -198,6 +198,9 @@ class ProtocolSpec:
     ``positive_threshold`` binarises intensity labels (``>= threshold`` is positive).
     ``metric`` is what the leaderboard ranks by: ``"f1"`` (AU detection) or ``"accuracy"`` (per-task
     accuracy, for multi-task benchmarks such as MONET's toy).
+    ``models_from`` makes a *transfer* protocol: it trains nothing and evaluates the models of another
+    protocol's folds (a name or ``name@version``; each fold here names a fold there and trains on the same
+    subjects, e.g. BP4D's three fold models tested on DISFA, :func:`aubench.protocols.transfer_folds`).
     A changed protocol gets a new ``version``; it is never edited silently.
     """
 
@@ -213,6 +216,7 @@ class ProtocolSpec:
     description: str = ""
     fold_convention: str = ""
     metric: str = "f1"
+    models_from: str | None = None
 
     @property
     def id(self) -> str:

@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("AUBENCH_HOME", str(Path(__file__).parent / ".." / ".cache" / "test-home"))
 os.environ.setdefault("AUBENCH_JOBS", "1")  # `aubench run` in tests: cells in the test process unless asked
 
-from aubench import BP4D_AUS, DISFA_AUS, DatasetSpec, Fold, ProtocolSpec, hookimpl  # noqa: E402
+from aubench import BP4D_AUS, DISFA_AUS, DatasetSpec, Fold, ProtocolSpec, hookimpl, transfer_folds  # noqa: E402
 from aubench.registry import Registry, reset_registry  # noqa: E402
 
 TINY_SUBJECTS = ("F001", "F002", "F003", "F004", "F005", "F006")  # the first 6 synth-bp4d subjects
@@ -42,6 +42,9 @@ class TinyPlugin:
             ProtocolSpec(name="tiny-cross", version="v1", train_dataset="tiny-bp4d", test_dataset="tiny-disfa",
                          folds=(Fold("all", TINY_DISFA, TINY_SUBJECTS),), eval_aus=(1, 2, 4, 6, 12),
                          train_aus=BP4D_AUS),
+            ProtocolSpec(name="tiny-folds-cross", version="v1", train_dataset="tiny-bp4d", test_dataset="tiny-disfa",
+                         folds=transfer_folds(folds, TINY_DISFA, TINY_SUBJECTS), eval_aus=(1, 2, 4, 6, 12),
+                         train_aus=BP4D_AUS, models_from="tiny-3fold@v1"),
         ]
 
 

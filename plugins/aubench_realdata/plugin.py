@@ -32,6 +32,7 @@ from aubench import (
     ProtocolSpec,
     hookimpl,
     jaanet_folds,
+    transfer_folds,
     union_folds,
 )
 
@@ -74,6 +75,12 @@ def aubench_register_protocols():
                      positive_threshold=2,
                      description="cross-dataset: train on all of BP4D (12 AUs), test on all 27 DISFA subjects, "
                                  "AUs 1, 2, 4, 6, 12 (DISFA intensity >= 2)"),
+        ProtocolSpec(name="bp4d-folds-to-disfa", version="jaanet-v1", train_dataset="bp4d", test_dataset="disfa",
+                     models_from="bp4d-3fold@jaanet-v1",
+                     folds=transfer_folds(jaanet_folds(JAANET_BP4D_PARTS), DISFA_SUBJECTS, BP4D_SUBJECTS),
+                     eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2, fold_convention=FOLD_CONVENTION,
+                     description="cross-dataset from bp4d-3fold's three fold models (no training of its own), "
+                                 "tested on all 27 DISFA subjects, AUs 1, 2, 4, 6, 12 (DISFA intensity >= 2)"),
         ProtocolSpec(name="bp4d-to-disfa-part1", version="fgnet-v1", train_dataset="bp4d", test_dataset="disfa",
                      folds=(Fold("part1", JAANET_DISFA_PARTS[0], JAANET_BP4D_PARTS[1] + JAANET_BP4D_PARTS[2]),),
                      eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2,

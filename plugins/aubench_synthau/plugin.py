@@ -19,9 +19,9 @@ from aubench import (
     ProtocolSpec,
     hookimpl,
     jaanet_folds,
+    transfer_folds,
     union_folds,
 )
-
 from aubench_synthau.variants import PROTOCOL_VERSION
 
 __version__ = "0.1.0"
@@ -65,10 +65,18 @@ def aubench_register_protocols():
                      default=True,
                      description="subject-exclusive 3-fold CV on synth-disfa (8 AUs, intensity >= 2) with DISFA's "
                                  "JAA-Net partitions", fold_convention=FOLD_CONVENTION),
+        ProtocolSpec(name="synth-bp4d-folds-to-synth-disfa", version=PROTOCOL_VERSION, train_dataset="synth-bp4d",
+                     test_dataset="synth-disfa", models_from=f"synth-bp4d-3fold@{PROTOCOL_VERSION}",
+                     folds=transfer_folds(jaanet_folds(JAANET_BP4D_PARTS), DISFA_SUBJECTS, BP4D_SUBJECTS),
+                     eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2, default=True,
+                     description="cross-dataset, the default: synth-bp4d-3fold's three fold models (no training of "
+                                 "its own) tested on all 27 synth-disfa subjects on the shared AUs 1, 2, 4, 6, 12 "
+                                 "(intensity >= 2); a row averages three models",
+                     fold_convention=FOLD_CONVENTION),
         ProtocolSpec(name="synth-bp4d-to-synth-disfa", version=PROTOCOL_VERSION, train_dataset="synth-bp4d",
                      test_dataset="synth-disfa",
                      folds=(Fold(name="all", test_subjects=DISFA_SUBJECTS, train_subjects=BP4D_SUBJECTS),),
-                     eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2, default=True,
+                     eval_aus=CROSS_AUS, train_aus=BP4D_AUS, positive_threshold=2,
                      description="cross-dataset: train on all of synth-bp4d (12 AUs), test on all 27 synth-disfa "
                                  "subjects on the shared AUs 1, 2, 4, 6, 12 (intensity >= 2)"),
         ProtocolSpec(name="synth-disfa-to-synth-bp4d", version=PROTOCOL_VERSION, train_dataset="synth-disfa",

@@ -14,8 +14,9 @@ __all__ = ["render_face"]
 SUPERSAMPLING = 2
 
 
-def _poly(pts: np.ndarray) -> list[tuple[float, float]]:
-    return [(float(x), float(y)) for x, y in pts]
+def _poly(pts: np.ndarray) -> list[float]:
+    """Points as PIL takes them, flat (x0, y0, x1, y1, ...)."""
+    return np.asarray(pts, np.float64).ravel().tolist()
 
 
 def _ellipse_pts(cx: float, cy: float, rx: float, ry: float, n: int = 24) -> np.ndarray:

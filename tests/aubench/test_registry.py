@@ -34,7 +34,7 @@ def test_unknown_name_suggests_close_matches():
     reg = Registry()
     with pytest.raises(UnknownNameError, match=r"Unknown method 'vmnc-bc'\. Did you mean 'vmnc-bce'"):
         reg.get("method", "vmnc-bc")
-    assert reg.get("protocol", "synth-bp4d-3fold").id == "synth-bp4d-3fold@v1"
+    assert reg.get("protocol", "synth-bp4d-3fold").id == "synth-bp4d-3fold@v2"
 
 
 def test_duplicate_names_fail_naming_both_plugins():
@@ -129,7 +129,7 @@ def test_listing_and_help_do_not_import_torch():
             "assert 'torch' not in sys.modules and 'timm' not in sys.modules, sorted(sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "vmnc-bce" in out.stdout and "synth-bp4d-3fold@v1" in out.stdout
+    assert "vmnc-bce" in out.stdout and "synth-bp4d-3fold@v2" in out.stdout
 
 
 def test_dataset_spec_is_cheap_and_frozen():

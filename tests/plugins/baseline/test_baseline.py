@@ -58,7 +58,7 @@ def test_synth_disfa_folds_start_from_the_same_methods_synth_bp4d_model_of_the_f
     cells = plan_cells(reg, method, "synth-disfa-3fold", seeds=[3], runs_dir=tmp_path)
     for cell in cells:
         dep = cell.depends_on
-        assert (dep.method, dep.protocol.id, dep.fold.name, dep.seed) == (method, "synth-bp4d-3fold@v1", cell.fold.name, 3)
+        assert (dep.method, dep.protocol.id, dep.fold.name, dep.seed) == (method, "synth-bp4d-3fold@v2", cell.fold.name, 3)
         assert cell.config.epochs == epochs and dep.depends_on is None and dep.config.epochs == bp4d_epochs
     # the per-protocol value: synth-disfa -> synth-bp4d tests on synth-bp4d, so it still trains from scratch
     (reverse,) = plan_cells(reg, method, "synth-disfa-to-synth-bp4d", seeds=[3], runs_dir=tmp_path)

@@ -114,3 +114,26 @@ def test_the_union_protocol_tests_on_both_datasets_fold_k_subjects_over_17_aus()
     spec = reg.get("dataset", "synth-union")
     fp = resolve_factory(spec.fingerprint)
     assert fp("synth-union", dict(spec.params)) != fp("synth-union", {**spec.params, "positive_threshold": 3})
+
+
+def test_au_cues_are_drawn_at_the_cue_gain_and_the_protocols_carry_the_generator_version(monkeypatch):
+    """Landmarks move by CUE_GAIN x intensity / 5 of each AU's displacement (linear in the gain, in pixels
+    too), and every SynthAU protocol is versioned by the generator: results on v1 frames never share a
+    protocol id (a leaderboard row) with results on v2 frames."""
+    import aubench_synthau.generate as gen
+    from aubench.registry import get_registry
+    from aubench_synthau.variants import CUE_GAIN, GENERATOR_VERSION, PROTOCOL_VERSION
+
+    video = simulate("synth-bp4d", subjects=1, frames_per_video=6)[0]
+    t = int(np.argmax(video["intensity"].sum(1)))  # the frame with the most AU activity
+
+    def landmarks(gain):
+        monkeypatch.setattr(gen, "CUE_GAIN", gain)
+        return list(gen.render_video(video, 64, "studio"))[t][1].astype(np.float64)
+
+    neutral, once, twice = landmarks(0.0), landmarks(CUE_GAIN), landmarks(2 * CUE_GAIN)
+    assert np.abs(once - neutral).max() > 0.5  # AUs visibly move landmarks (pixels at 64 px)
+    assert np.allclose(twice - neutral, 2 * (once - neutral), atol=1e-3)
+    assert CUE_GAIN == 2.2 and PROTOCOL_VERSION == f"v{GENERATOR_VERSION}" == "v2"
+    synth = [p for p in get_registry().specs["protocol"].values() if p.train_dataset.startswith("synth-")]
+    assert len(synth) == 7 and {p.version for p in synth} == {PROTOCOL_VERSION}
