@@ -191,8 +191,8 @@ def render_face(landmarks: np.ndarray, au: np.ndarray, ident: dict[str, Any], po
     """Draw one face. Returns (image uint8 [S,S,3], landmarks in pixels [68,2], parsing uint8 [S,S]).
 
     ``landmarks`` are in face units (already deformed by the AUs); ``au`` holds the intensities of
-    :data:`RENDERED_AUS`, used for the texture cues (at :data:`CUE_GAIN` x intensity / 5). ``style`` "lab" (DISFA-like) blurs, desaturates
-    and frames the face smaller than "studio" (BP4D-like).
+    :data:`RENDERED_AUS`, used for the texture cues (at :data:`CUE_GAIN` x intensity / 5). ``style`` "lab"
+    (DISFA-like) blurs, desaturates and frames the face smaller than "studio" (BP4D-like).
     """
     lab = style == "lab"
     cv = _canvas(ident, pose, size, lab)

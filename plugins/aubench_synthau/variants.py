@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from aubench import BP4D_AUS, BP4D_SUBJECTS, DISFA_AUS, DISFA_SUBJECTS
 
-__all__ = ["GENERATOR_VERSION", "PROTOCOL_VERSION", "CUE_GAIN", "RENDERED_AUS", "AU_COL", "PROTOTYPES", "BP4D_TASKS", "DISFA_MIX", "Variant",
-           "VARIANTS"]
+__all__ = ["GENERATOR_VERSION", "PROTOCOL_VERSION", "CUE_GAIN", "RENDERED_AUS", "AU_COL", "PROTOTYPES", "BP4D_TASKS",
+           "DISFA_MIX", "Variant", "VARIANTS"]
 
 GENERATOR_VERSION = 2
 #: the version of every SynthAU protocol: results on another generator's frames are not comparable
