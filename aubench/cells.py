@@ -169,6 +169,17 @@ def _model_source(registry: Registry, cell: Cell, runs_dir: Path | str, chain: t
     return dep
 
 
+def _interleaved(cells: list[Cell]) -> list[Cell]:
+    """The cells in turns, one method at a time (the first cell of every method, then the second, ...): the
+    workers then rarely start two cells of one method together, which would wait on the same lock while
+    one of them builds what both read (a frozen-feature store), and one method's long cells spread out."""
+    by_method: dict[str, list[Cell]] = {}
+    for cell in cells:
+        by_method.setdefault(cell.method, []).append(cell)
+    turns = max((len(group) for group in by_method.values()), default=0)
+    return [group[i] for i in range(turns) for group in by_method.values() if i < len(group)]
+
+
 def _to_build(cells: list[Cell], registry: Registry) -> list[str]:
     """The datasets ``cells`` read that are built here (SynthAU) and missing or out of date."""
     from aubench.data.prepared import needs_building
@@ -350,7 +361,7 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    waiting, running = list(todo), {}
+    waiting, running = _interleaved(todo), {}
     from aubench.locks import die_with_parent
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),

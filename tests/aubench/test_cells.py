@@ -64,3 +64,14 @@ def test_parallel_runs_build_the_missing_generated_datasets_first(registry, runs
     _build_dataset("monet-toy")
     assert _to_build(cells, registry) == []
     _build_dataset("no-such-dataset")  # left to the cells, which record the error where it is read
+
+
+def test_parallel_workers_take_the_cells_one_method_at_a_time():
+    """Two workers starting two cells of one method would wait on the same lock (its feature store)."""
+    from types import SimpleNamespace
+
+    from aubench.cells import _interleaved
+
+    cells = [SimpleNamespace(method=m, i=i) for m, n in (("a", 3), ("b", 1), ("c", 2)) for i in range(n)]
+    assert [(c.method, c.i) for c in _interleaved(cells)] == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("c", 1),
+                                                              ("a", 2)]
