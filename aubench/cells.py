@@ -73,7 +73,7 @@ def _fold(proto: ProtocolSpec, key: str) -> Fold:
 
 def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[str] | None = None,
                seeds: list[int] | None = None, overrides: list[str] = (), runs_dir: Path | str = "runs",
-               _chain: tuple[str, ...] = ()) -> list[Cell]:
+               _chain: tuple[str, ...] = (), _composed: dict[tuple, Any] | None = None) -> list[Cell]:
     """Expand a method × protocol request into cells, composing the recipe once.
 
     ``seeds`` default to the recipe's ``seed`` (0 unless overridden with ``seed=...``). A recipe with
@@ -83,7 +83,11 @@ def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[st
     from aubench.config import compose, config_hash
 
     proto = registry.get("protocol", protocol)
-    cfg = compose(method, overrides, registry=registry, dataset=proto.train_dataset, protocol=proto.id)
+    composed = {} if _composed is None else _composed  # one request's recipes, composed once (read-only configs)
+    key = (method, tuple(overrides), proto.id)
+    if key not in composed:
+        composed[key] = compose(method, overrides, registry=registry, dataset=proto.train_dataset, protocol=proto.id)
+    cfg = composed[key]
     chash = config_hash(cfg)
     variant = variant_name(cfg.preset, list(cfg.overrides), chash)
     name = registry.get("method", method).name
@@ -95,16 +99,17 @@ def plan_cells(registry: Registry, method: str, protocol: str, *, folds: list[st
              for f in chosen for s in seeds]
     if proto.models_from is not None:
         for cell in cells:
-            cell.depends_on = _model_source(registry, cell, runs_dir, _chain)
+            cell.depends_on = _model_source(registry, cell, runs_dir, _chain, composed)
     elif cfg.init.get("from") is not None:
         if cfg.init.checkpoint:
             raise ConfigError(f"{name}: init.checkpoint and init.from are both set; a cell starts from one of them")
         for cell in cells:
-            cell.depends_on = _dependency(registry, cell, runs_dir, _chain)
+            cell.depends_on = _dependency(registry, cell, runs_dir, _chain, composed)
     return cells
 
 
-def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tuple[str, ...]) -> Cell:
+def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tuple[str, ...],
+                composed: dict[tuple, Any]) -> Cell:
     """The cell ``init.from`` names for ``cell``: ``method`` (``same``: the cell's), and the protocol, fold and seed listed in
     ``same`` (default all three) taken from ``cell``; otherwise ``protocol``, ``seed`` and ``fold`` (a
     name, or ``allowed``: a fold whose training subjects exclude this cell's test subjects, the same
@@ -138,10 +143,11 @@ def _dependency(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tup
         raise ConfigError(f"init.from forms a circle: {' -> '.join((*chain, key))}")
     overrides = [*_engine_of(cell), *spec.get("overrides", []), *([f"preset={spec['preset']}"] if spec.get("preset") else [])]
     return plan_cells(registry, str(spec["method"]), proto.id, folds=[fold], seeds=[seed], overrides=overrides,
-                      runs_dir=runs_dir, _chain=(*chain, key))[0]
+                      runs_dir=runs_dir, _chain=(*chain, key), _composed=composed)[0]
 
 
-def _model_source(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tuple[str, ...]) -> Cell:
+def _model_source(registry: Registry, cell: Cell, runs_dir: Path | str, chain: tuple[str, ...],
+                  composed: dict[tuple, Any]) -> Cell:
     """The cell whose model a transfer protocol's cell evaluates: the same method, overrides and seed on the
     fold of the same name of ``models_from``, which must train on the same subjects of the same dataset with
     the same recipe (otherwise the number would belong to another model than the row says)."""
@@ -161,7 +167,7 @@ def _model_source(registry: Registry, cell: Cell, runs_dir: Path | str, chain: t
     neutral = [o for o in _engine_of(cell) if o not in set(cell.config.overrides)]
     dep = plan_cells(registry, cell.method, source.id, folds=[fold.name], seeds=[cell.seed],
                      overrides=[*cell.config.overrides, *neutral], runs_dir=runs_dir,
-                     _chain=(*chain, f"{cell.method} {proto.id} {cell.fold.name} {cell.seed}"))[0]
+                     _chain=(*chain, f"{cell.method} {proto.id} {cell.fold.name} {cell.seed}"), _composed=composed)[0]
     if dep.config_hash != cell.config_hash:
         raise ConfigError(f"{cell.label} evaluates the model of {dep.label}, but {cell.method}'s recipe composes "
                           f"differently for the two protocols (config {cell.config_hash} vs {dep.config_hash}: a "

@@ -83,6 +83,9 @@ def _recipe_file(registry: Registry, ref: str, group: str, source: Path) -> Path
                       f"({', '.join(str(r) for r in registry.search_paths)})")
 
 
+_PARSED: dict[tuple[str, int, int], dict[str, Any]] = {}  # recipe files parsed once per process (a plan reads each often)
+
+
 def load_recipe(path: Path, registry: Registry, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A recipe file with its ``defaults`` (``/group/name`` or ``name`` in the file's own group, and
     ``_self_``, implicitly last) merged in order, as plain containers (interpolations unresolved)."""
@@ -93,7 +96,11 @@ def load_recipe(path: Path, registry: Registry, _seen: tuple[Path, ...] = ()) ->
     if path in _seen:
         raise ConfigError(f"recipe defaults form a circle: {' -> '.join(map(str, (*_seen, path)))}")
     try:
-        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)  # an edited file is read again
+        if key not in _PARSED:
+            _PARSED[key] = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        raw = copy.deepcopy(_PARSED[key])
     except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"recipe {path} is not valid YAML or cannot be read: {str(exc).strip()}") from None
     defaults = raw.pop("defaults", None) or []
