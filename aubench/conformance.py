@@ -115,9 +115,17 @@ def check_protocol(name: str, registry: Registry | None = None) -> None:
     names = [f.name for f in proto.folds]
     c.require(names and len(set(names)) == len(names), "fold names", f"folds {names}", "name each fold once")
     seen: dict[str, str] = {}
+    source = None
+    if proto.models_from is not None:  # a transfer protocol: every fold tests the same subjects with another model
+        source = next((p for p in reg.specs["protocol"].values() if proto.models_from in (p.id, p.name)), None)
+        c.require(source is not None, "models_from", f"models_from={proto.models_from!r} is no registered protocol",
+                  "name the protocol whose fold models it evaluates (name@version)")
+        unknown = sorted({f.name for f in proto.folds} - {f.name for f in source.folds})
+        c.require(not unknown, "models_from folds", f"folds {unknown} are not folds of {source.id}",
+                  "name each fold like the source fold whose model it evaluates (aubench.transfer_folds)")
     for fold in proto.folds:
         c.require(fold.test_subjects, "test subjects", f"fold {fold.name} tests no subject", "list its test subjects")
-        again = sorted(s for s in fold.test_subjects if s in seen)
+        again = [] if source is not None else sorted(s for s in fold.test_subjects if s in seen)
         c.require(not again, "folds disjoint", f"{again} are tested in fold {seen.get(again[0]) if again else ''} and "
                   f"fold {fold.name}", "test each subject in one fold")
         seen.update((s, fold.name) for s in fold.test_subjects)

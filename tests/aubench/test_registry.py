@@ -172,7 +172,7 @@ def test_a_plugin_ships_recipes_from_its_config_folder_and_published_tables(tmp_
     reg = make_registry(("ships", ShipsAMethod(tmp_path)))
     assert reg.owner("method", "my-bce") == "ships" and tmp_path in reg.search_paths
     cfg = compose("my-bce", registry=reg)
-    assert cfg.loss.name == "bce" and cfg.preset == "smoke" and cfg.epochs == 12  # the smoke preset wins over 3
+    assert cfg.loss.name == "bce" and cfg.preset == "smoke" and cfg.epochs == 4  # the smoke preset wins over 3
     board = render([], reg.references)
     section = board[board.index("## tiny-3fold@v1"):]
     assert "No aubench results on this protocol yet" in section

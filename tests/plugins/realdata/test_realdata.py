@@ -227,7 +227,9 @@ def test_parsing_from_landmarks_matches_the_synthetic_renderer(tmp_path):
                                   progress=False))
     for i in range(len(ds)):
         ours = parsing_from_landmarks(ds.landmarks[i], 64)
-        for cls, iou in ((1, 0.7), (3, 0.45), (4, 0.7), (5, 0.35)):  # skin, eyes, nose, lips (small at 64 px)
+        # skin, eyes, nose, lips (small at 64 px). SynthAU v2 moves the jaw and lids 2.2x as far as v1 did, which
+        # the landmark-drawn regions follow less closely at the extremes (3 subjects: skin IoU min 0.67, median 0.83)
+        for cls, iou in ((1, 0.65), (3, 0.45), (4, 0.7), (5, 0.35)):
             a, b = ours == cls, ds.parsing[i] == cls
             assert (a & b).sum() / max((a | b).sum(), 1) > iou, cls
 
