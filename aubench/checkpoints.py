@@ -335,6 +335,9 @@ def load_init_weights(model: torch.nn.Module, cell: Cell, data: CellData) -> dic
     init, dep = cell.config.init, cell.depends_on
     transfer = cell.protocol.models_from is not None
     strict, rename = (True, None) if transfer else (bool(init.strict), init.get("rename"))
+    if transfer and dep is None:  # never a transfer protocol's number from untrained weights
+        raise CheckpointError(f"{cell.label}: {cell.protocol.id} evaluates the models of {cell.protocol.models_from}, "
+                              "but this cell names none; plan it with aubench.plan_cells (`aubench run`)")
     if dep is None and not init.checkpoint:
         return None
     if dep is not None and not (dep.run_dir / WEIGHTS_FILE).is_file():

@@ -55,3 +55,18 @@ def test_a_transfer_protocol_refuses_folds_that_train_on_other_subjects_or_a_rec
         plan_cells(reg, "vmnc-bce", "bad-transfer", overrides=FAST, runs_dir=runs)
     with pytest.raises(ConfigError, match="composes differently for the two protocols"):
         plan_cells(reg, "vmnc-other", "tiny-folds-cross", runs_dir=runs)
+
+
+def test_a_transfer_cell_without_its_source_refuses_to_evaluate_untrained_weights(registry, runs):
+    import dataclasses
+
+    from conftest import FAST
+
+    from aubench.engine import run_cell
+    from aubench.errors import CheckpointError
+
+    cell = plan_cells(registry, "vmnc-bce", "tiny-folds-cross", folds=["1"], overrides=FAST, runs_dir=runs)[0]
+    orphan = dataclasses.replace(cell, depends_on=None)
+    with pytest.raises(CheckpointError, match="evaluates the models of tiny-3fold@v1, but this cell names none"):
+        run_cell(orphan, registry, progress=False)
+    assert not orphan.record_path.exists()
