@@ -307,7 +307,8 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
     """Run cells; a failing cell is recorded (``failed.json``) and the sweep goes on.
 
     Finished cells (with a ``record.json``) are skipped unless ``overwrite``, or reported ``stale`` (and kept)
-    when the weights they started from (``init.from``) changed since; a cell listed twice
+    when their recipe composes differently now or the weights they started from (``init.from``) changed
+    since; a cell listed twice
     (the same run folder) runs once. The cells a recipe starts from (``init.from``) run first when
     they have not finished (``overwrite`` does not redo them), and a cell whose dependency failed fails
     naming it. With ``jobs > 1`` the cells run in that many worker processes (started fresh, so plugins
@@ -325,9 +326,13 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
     redone: set[Path] = set()
 
     def settle(cell: Cell) -> CellOutcome:
-        """A finished cell is skipped, unless the weights it started from (init.from) changed since."""
+        """A finished cell is skipped, unless its recipe composes differently now (an edited recipe file or
+        default: the folder is named by preset and overrides only) or the weights it started from changed."""
         rec, dep = finished[cell.run_dir], cell.depends_on
         why = None if dep is None else stale_start(rec.init_checkpoint, dep.run_dir / WEIGHTS_FILE, dep.label)
+        if rec.config_hash != cell.config_hash:
+            why = (f"it was trained with another recipe (config {rec.config_hash}; {cell.method}'s composes to "
+                   f"{cell.config_hash} now: `aubench show {cell.method}`); --overwrite redoes it with this one")
         if why is not None:
             echo(f"STALE {cell.label}: {why}")
             return CellOutcome(cell, "stale", rec, why)

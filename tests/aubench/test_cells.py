@@ -80,3 +80,20 @@ def test_parallel_workers_take_the_cells_one_method_at_a_time():
     cells = [SimpleNamespace(method=m, i=i) for m, n in (("a", 3), ("b", 1), ("c", 2)) for i in range(n)]
     assert [(c.method, c.i) for c in _interleaved(cells)] == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("c", 1),
                                                               ("a", 2)]
+
+
+def test_a_finished_cell_whose_recipe_changed_since_is_kept_and_reported_stale_not_skipped(registry, runs):
+    """Its folder is named by preset and overrides: after an edit to the recipe file the same folder holds a
+    result of the old recipe, which a silent skip would pass off as the new one's."""
+    import dataclasses
+
+    from conftest import FAST
+
+    cell = plan_cells(registry, "vmnc-bce", "tiny-3fold", folds=["1"], overrides=FAST, runs_dir=runs)[0]
+    assert run_cells([cell], registry, progress=False, echo=lambda m: None)[0].status == "done"
+    before, said = cell.record_path.read_bytes(), []
+    assert run_cells([cell], registry, progress=False, echo=said.append)[0].status == "skipped"
+    edited = dataclasses.replace(cell, config_hash="0123456789")  # what an edited recipe composes to
+    (out,) = run_cells([edited], registry, progress=False, echo=said.append)
+    assert out.status == "stale" and "trained with another recipe" in out.error and "--overwrite" in out.error
+    assert said[-1].startswith("STALE vmnc-bce") and cell.record_path.read_bytes() == before
