@@ -63,6 +63,10 @@ def aggregate(records: Iterable[ResultRecord], metrics: Mapping[str, str] | None
     table: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (proto, method, variant), recs in sorted(groups.items()):
         metric = (metrics or {}).get(proto, "f1")
+        if len(recipes := sorted({r.config_hash for r in recs})) > 1:  # e.g. one fold redone after a recipe edit
+            warnings.warn(f"{proto} {method} [{variant}] averages cells of {len(recipes)} recipes (config "
+                          f"{', '.join(recipes)}): the recipe changed between them; rerun the row with --overwrite",
+                          stacklevel=2)
         aus = recs[0].aus
         mean, std = mean_std([score(r, metric) for r in recs])
         per_au = {str(a): mean_std([score(r, metric, a) for r in recs if r.per_au[str(a)].get("scored", True)]

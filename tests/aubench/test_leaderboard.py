@@ -102,3 +102,14 @@ def test_an_unscored_au_shows_as_na_and_is_named_in_the_notes():
     lone = _rec("b", "1", 40.0)
     lone.per_au["1"]["scored"] = False
     assert "| n/a " in render([lone], uncertainty=False)
+
+
+def test_a_row_that_averages_cells_of_two_recipes_is_reported():
+    """A fold redone after a recipe edit sits in the same row (folders are named by preset and overrides)."""
+    import dataclasses
+
+    from aubench.leaderboard import aggregate
+
+    edited = dataclasses.replace(_rec("a", "2", 60.0), config_hash="d")
+    with pytest.warns(UserWarning, match=r"p@v1 a \[smoke\] averages cells of 2 recipes \(config c, d\)"):
+        aggregate([_rec("a", "1", 50.0), edited])
