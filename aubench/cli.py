@@ -59,7 +59,7 @@ def build_parser(registry: Registry | None = None) -> tuple[argparse.ArgumentPar
                      help="run N seeds, starting at the recipe's seed (0, or seed=K), and report mean ± std")
     run.add_argument("--jobs", type=int, default=int(os.environ.get("AUBENCH_JOBS", "0") or 0),
                      help="cells in parallel worker processes, each with cores/jobs torch threads (default 0: "
-                          "one per CPU core, or 1 when CUDA is available; env AUBENCH_JOBS)")
+                          "one per CPU core; on a GPU one per two cores and 8 GiB of GPU memory; env AUBENCH_JOBS)")
     run.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("AUBENCH_RUNS", "runs")))
     run.add_argument("--overwrite", action="store_true", help="redo cells that already have a result record")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell only)")
@@ -235,6 +235,28 @@ def _split_items(items: list[str]) -> tuple[list[str], list[str]]:
     return methods, overrides
 
 
+#: GPU memory per cell when ``--jobs 0`` on a GPU: above the largest `paper` preset's peak (FAN-Trans, 6.5 GB
+#: at batch 32 in bench_gpu.py)
+GPU_GIB_PER_CELL = 8
+
+
+def _default_jobs(overrides: list[str]) -> int:
+    """``--jobs 0``: one cell per CPU core on the CPU; on a GPU (``engine.device=cuda...`` among the
+    overrides, or auto with CUDA available) one cell per two cores and per GPU_GIB_PER_CELL of the
+    device's memory, since one small cell leaves a GPU mostly idle (the default run on an H200 with 16
+    cores: 74 s with 8 cells at a time, cells bound by their host side)."""
+    cores = os.cpu_count() or 1
+    device = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "engine.device"),
+                  "auto")
+    import torch
+
+    if not (device.startswith("cuda") or device == "auto") or not torch.cuda.is_available():
+        return cores
+    index = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
+    gib = torch.cuda.get_device_properties(index).total_memory / 2**30
+    return max(1, min(cores // 2, int(gib // GPU_GIB_PER_CELL)))
+
+
 def _protocols_for(reg: Registry, dataset: str | None, names: list[str] | None) -> list[ProtocolSpec]:
     if names:
         protos = [reg.get("protocol", n) for n in names]
@@ -290,9 +312,7 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     from aubench.distributed import is_main, world
 
     if args.jobs == 0 or world()[1] > 1:  # under torchrun the processes share each cell instead
-        import torch
-
-        args.jobs = 1 if torch.cuda.is_available() or world()[1] > 1 else (os.cpu_count() or 1)
+        args.jobs = 1 if world()[1] > 1 else _default_jobs(overrides)
     protos = _protocols_for(reg, args.dataset, args.protocol)
     cells = []
     for method in methods:

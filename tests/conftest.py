@@ -8,6 +8,11 @@ import pytest
 
 os.environ.setdefault("AUBENCH_HOME", str(Path(__file__).parent / ".." / ".cache" / "test-home"))
 os.environ.setdefault("AUBENCH_JOBS", "1")  # `aubench run` in tests: cells in the test process unless asked
+# The suite's expectations are the CPU's (CI has none): CUDA stays hidden from it on a GPU machine too (device
+# `auto` would otherwise move cells there, and torchrun's two ranks onto NCCL on one GPU). tests/aubench/test_gpu.py
+# runs the GPU path in subprocesses that see the devices saved here.
+os.environ.setdefault("AUBENCH_TEST_CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", "all"))
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 from aubench import BP4D_AUS, DISFA_AUS, DatasetSpec, Fold, ProtocolSpec, hookimpl, transfer_folds  # noqa: E402
 from aubench.registry import Registry, reset_registry  # noqa: E402

@@ -89,17 +89,26 @@ def test_jobs_default_to_one_per_core_unless_aubench_jobs_says_otherwise(monkeyp
     assert parser.parse_args(["run", "vmnc-bce"]).jobs == 3
 
 
-def test_jobs_zero_becomes_one_worker_per_core_on_the_cpu_and_one_with_cuda(monkeypatch, registry, runs):
+def test_jobs_zero_becomes_one_worker_per_core_on_the_cpu_and_per_two_cores_and_8_gib_on_a_gpu(monkeypatch, registry,
+                                                                                               runs):
+    import types
+
     import aubench.cells
     from aubench.cli import main
 
-    seen = []
+    seen, asked = [], []
     monkeypatch.setattr(aubench.cells, "run_cells", lambda cells, reg, **kw: seen.append(kw["jobs"]) or [])
-    monkeypatch.setattr("os.cpu_count", lambda: 3)
-    for cuda, expected in ((False, 3), (True, 1)):
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    gib = {0: 141, 1: 24}
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: asked.append(i) or types.SimpleNamespace(total_memory=gib[i] * 2**30))
+    for cuda, extra, expected in ((False, [], 16), (True, [], 8), (True, ["engine.device=cuda:1"], 3),
+                                  (True, ["engine.device=cpu"], 16), (False, ["engine.device=cuda"], 16)):
         monkeypatch.setattr(torch.cuda, "is_available", lambda c=cuda: c)
-        main(["run", "vmnc-bce", "--protocol", "tiny-3fold", "--jobs", "0", "--runs-dir", str(runs), "--no-progress"])
-        assert seen[-1] == expected
+        main(["run", "vmnc-bce", "--protocol", "tiny-3fold", "--jobs", "0", "--runs-dir", str(runs), "--no-progress",
+              *extra])
+        assert seen[-1] == expected, (cuda, extra)
+    assert asked == [0, 1]
 
 
 @pytest.mark.parametrize("optim", [{"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4}, {"name": "adam", "lr": 1e-3},
