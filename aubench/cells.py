@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,12 +186,44 @@ def _interleaved(cells: list[Cell]) -> list[Cell]:
     return [group[i] for i in range(turns) for group in by_method.values() if i < len(group)]
 
 
-def _to_build(cells: list[Cell], registry: Registry) -> list[str]:
-    """The datasets ``cells`` read that are built here (SynthAU) and missing or out of date."""
-    from aubench.data.prepared import needs_building
+class Workers:
+    """The worker processes of a run with ``jobs > 1`` (spawned, so plugins come from entry points), started
+    before the cells are planned: they start up and build the generated datasets that the run's protocols
+    read while the parent composes every cell's recipe. ``jobs <= 1``: no processes, nothing built ahead."""
 
-    names = sorted({n for c in cells for n in (c.protocol.train_dataset, c.protocol.test_dataset)})
-    return [n for n in names if needs_building(registry.get("dataset", n))]
+    def __init__(self, jobs: int):
+        self.jobs, self.pool, self.building = jobs, None, set()
+
+    def __enter__(self) -> Workers:
+        if self.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            from aubench.locks import die_with_parent
+
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=die_with_parent)
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if self.pool is None:
+            return
+        if kind is not None:  # an error (a recipe that does not compose, Ctrl-C): say it now, not after a build
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()  # a dataset is marked built only once it is whole; its lock dies with it
+        self.pool.shutdown(wait=kind is None, cancel_futures=kind is not None)
+
+    def build(self, names: Iterable[str], registry: Registry) -> None:
+        """Build the generated datasets among ``names`` that are missing or out of date, side by side (not
+        each in turn by the first cell that needs it while the others wait); the cells wait on their locks."""
+        from aubench.data.prepared import needs_building
+
+        if self.pool is None:
+            return
+        for name in sorted(set(names) - self.building):
+            if needs_building(registry.get("dataset", name)):
+                self.building.add(name)
+                self.pool.submit(_build_dataset, name)
 
 
 def _build_dataset(name: str) -> None:
@@ -303,7 +335,7 @@ def _with_dependencies(cells: list[Cell]) -> list[Cell]:
 
 
 def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False, progress: bool = True,
-              echo: Callable[[str], Any] = print, jobs: int = 1) -> list[CellOutcome]:
+              echo: Callable[[str], Any] = print, jobs: int = 1, workers: Workers | None = None) -> list[CellOutcome]:
     """Run cells; a failing cell is recorded (``failed.json``) and the sweep goes on.
 
     Finished cells (with a ``record.json``) are skipped unless ``overwrite``, or reported ``stale`` (and kept)
@@ -313,8 +345,8 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
     they have not finished (``overwrite`` does not redo them), and a cell whose dependency failed fails
     naming it. With ``jobs > 1`` the cells run in that many worker processes (started fresh, so plugins
     come from entry points), each with ``cores // jobs`` torch threads unless the recipe sets
-    ``engine.threads``; a cell starts once its dependency has finished. Outcomes are returned in the
-    order of ``cells``.
+    ``engine.threads``; a cell starts once its dependency has finished; ``workers`` (started earlier, with
+    ``jobs`` processes) are used instead of new ones. Outcomes are returned in the order of ``cells``.
     """
     from aubench.checkpoints import WEIGHTS_FILE, stale_start
     from aubench.records import load_record
@@ -368,17 +400,15 @@ def run_cells(cells: list[Cell], registry: Registry, *, overwrite: bool = False,
                                                                progress, None)
             _echo_outcome(outcomes[cell.run_dir], echo)
         return [outcomes[cell.run_dir] for cell in cells]
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     waiting, running = _interleaved(todo), {}
-    from aubench.locks import die_with_parent
-
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=die_with_parent) as pool:
-        for name in _to_build(waiting, registry):  # generated datasets first, side by side (not each in turn
-            pool.submit(_build_dataset, name)      # by the first cell that needs it while the others wait)
+    with contextlib.ExitStack() as stack:
+        if workers is None or workers.pool is None:
+            workers = stack.enter_context(Workers(jobs))
+        pool = workers.pool
+        workers.build((n for c in waiting for n in (c.protocol.train_dataset, c.protocol.test_dataset)), registry)
         while waiting or running:
             for cell in [c for c in waiting if c.depends_on is None or c.depends_on.run_dir in outcomes]:
                 waiting.remove(cell)

@@ -291,7 +291,7 @@ def _runs_dir(path: Path) -> Path:
 def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     from tqdm.auto import tqdm
 
-    from aubench.cells import plan_cells, run_cells
+    from aubench.cells import Workers, plan_cells, run_cells
     from aubench.leaderboard import write_leaderboard
     from aubench.metrics import mean_std
     from aubench.registry import get_registry
@@ -314,25 +314,29 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     if args.jobs == 0 or world()[1] > 1:  # under torchrun the processes share each cell instead
         args.jobs = 1 if world()[1] > 1 else _default_jobs(overrides)
     protos = _protocols_for(reg, args.dataset, args.protocol)
-    cells = []
-    for method in methods:
-        for proto in protos:
-            first = next((_seed(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
-            cells += plan_cells(reg, method, proto.id, folds=args.fold, seeds=list(range(first, first + args.seeds)),
-                                overrides=overrides, runs_dir=args.runs_dir)
-    folds = len({(c.protocol.id, c.fold.name) for c in cells})
-    if is_main():
-        print(f"{len(cells)} cell(s): {len(methods)} method(s) x {folds} protocol fold(s) x {args.seeds} seed(s); "
-              f"runs in {args.runs_dir}")
-    outer = tqdm(total=len(cells), desc="cells", unit="cell", disable=args.no_progress or not is_main(), position=0)
+    with Workers(args.jobs) as workers:  # they start up and build the datasets while the recipes compose
+        workers.build((n for p in protos for n in (p.train_dataset, p.test_dataset)), reg)
+        cells = []
+        for method in methods:
+            for proto in protos:
+                first = next((_seed(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
+                cells += plan_cells(reg, method, proto.id, folds=args.fold,
+                                    seeds=list(range(first, first + args.seeds)), overrides=overrides,
+                                    runs_dir=args.runs_dir)
+        folds = len({(c.protocol.id, c.fold.name) for c in cells})
+        if is_main():
+            print(f"{len(cells)} cell(s): {len(methods)} method(s) x {folds} protocol fold(s) x {args.seeds} "
+                  f"seed(s); runs in {args.runs_dir}")
+        outer = tqdm(total=len(cells), desc="cells", unit="cell", disable=args.no_progress or not is_main(),
+                     position=0)
 
-    def echo(msg: str) -> None:
-        outer.update(1)
-        tqdm.write(msg)
+        def echo(msg: str) -> None:
+            outer.update(1)
+            tqdm.write(msg)
 
-    outcomes = run_cells(cells, reg, overwrite=args.overwrite, progress=not args.no_progress and args.jobs == 1,
-                         echo=echo, jobs=args.jobs)
-    outer.close()
+        outcomes = run_cells(cells, reg, overwrite=args.overwrite, progress=not args.no_progress and args.jobs == 1,
+                             echo=echo, jobs=args.jobs, workers=workers)
+        outer.close()
     if not is_main():  # torchrun's other ranks: rank 0 reports and renders
         return int(any(o.status in ("failed", "stale") for o in outcomes))
     print()

@@ -213,7 +213,7 @@ def fit(cell: Cell, registry: Registry, model: torch.nn.Module, sets: FrameSets,
                                                  **loader_kw)):
             b = to_device(batch, rt.device, rt.channels_last, cfg, gen)
             if "train" in sets.caches:
-                b["features"] = sets.caches["train"].take(batch["pos"], rt.device)
+                b["features"] = sets.caches["train"].take(batch["pos"], rt.device, rt.channels_last)
             b = share(b, batch_size)  # this process's part of the batch (all of it in one process)
             first = check if epoch == start and step == 0 else None
             for k, v in _step(fwd, losses, b, stats, rt, opts, epoch, step, first).items():

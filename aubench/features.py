@@ -46,7 +46,9 @@ class FeatureCache:
     def __init__(self, arrays: dict[str, Any], single: bool, rows: np.ndarray | None = None):
         self.arrays, self.single, self.rows = arrays, single, rows
 
-    def take(self, pos: torch.Tensor, device: str) -> Any:
+    def take(self, pos: torch.Tensor, device: str, channels_last: bool = False) -> Any:
+        """The features of the frames at ``pos``, on ``device``; 4-D maps channels_last when the cell's
+        runtime uses it (as its images are)."""
         import torch
 
         index = pos.cpu().numpy()
@@ -55,6 +57,8 @@ class FeatureCache:
             pos = torch.from_numpy(index)
         out = {k: (torch.from_numpy(np.ascontiguousarray(a[index])) if isinstance(a, np.ndarray) else a[pos.cpu()])
                .to(device) for k, a in self.arrays.items()}
+        if channels_last:
+            out = {k: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for k, t in out.items()}
         return out[""] if self.single else out
 
 
@@ -65,7 +69,7 @@ def batches(frames: FrameBatches, rt: Runtime, cfg: DictConfig, cache: FeatureCa
     for batch in make_loader(frames, int(cfg.engine.eval_batch_size), shuffle=False):
         b = to_device(batch, rt.device, rt.channels_last, cfg, None)
         if cache is not None:
-            b["features"] = cache.take(batch["pos"], rt.device)
+            b["features"] = cache.take(batch["pos"], rt.device, rt.channels_last)
         yield b
 
 

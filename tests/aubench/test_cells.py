@@ -53,21 +53,28 @@ def test_parallel_workers_run_a_dependency_before_the_cells_that_start_from_it(r
     assert all(o.record.init_checkpoint["from"]["method"] == "monet-vmns" for o in outcomes)
 
 
-def test_parallel_runs_build_the_missing_generated_datasets_first(registry, runs, monkeypatch, tmp_path):
-    """With several workers the generated datasets are built side by side before the cells (which would
-    otherwise build them one at a time, the other workers waiting on the lock); an up-to-date copy is kept."""
+def test_parallel_runs_build_the_missing_generated_datasets_first(registry, monkeypatch, tmp_path):
+    """With several workers the generated datasets are built side by side, by workers started before the
+    cells are planned (which would otherwise build them one at a time, the other workers waiting on the
+    lock); an up-to-date copy is kept, and one worker process does nothing ahead."""
     import shutil
 
-    from aubench.cells import _build_dataset, _to_build
+    from aubench.cells import Workers, _build_dataset
     from aubench.data.prepared import dataset_dir
 
     monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AUBENCH_DATA", raising=False)
-    cells = plan_cells(registry, "monet", "monet-toy", seeds=[0], overrides=["epochs=1"], runs_dir=runs)
     shutil.rmtree(dataset_dir("monet-toy"), ignore_errors=True)
-    assert _to_build(cells, registry) == ["monet-toy"]
-    _build_dataset("monet-toy")
-    assert _to_build(cells, registry) == [] and (dataset_dir("monet-toy") / "meta.json").is_file()
+    with Workers(1) as one:
+        one.build(["monet-toy"], registry)
+    assert one.pool is None and not one.building
+    with Workers(2) as workers:
+        workers.build(["monet-toy", "monet-toy"], registry)
+        assert workers.building == {"monet-toy"}
+    assert (dataset_dir("monet-toy") / "meta.json").is_file()
+    with Workers(2) as again:
+        again.build(["monet-toy"], registry)
+        assert not again.building
     _build_dataset("no-such-dataset")  # left to the cells, which record the error where it is read
 
 
