@@ -1,6 +1,7 @@
 """The benchmarks that must be ready before the machine they are for: `bench_gpu.py` runs its whole
-code path on CPU (`--device cpu --tiny`), the calibration loop gives a positive rate, and the robustness
-report pairs the two thread settings cell by cell."""
+code path on CPU (`--device cpu --tiny`), the calibration loop gives a positive rate, the robustness
+report pairs the two thread settings cell by cell, and the channels_last comparison trains each smoke model
+in both memory formats."""
 from __future__ import annotations
 
 import sys
@@ -15,7 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 def benchmarks(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     yield
-    for name in ("bench_gpu", "bench_calibration", "bench_robustness"):
+    for name in ("bench_gpu", "bench_calibration", "bench_robustness", "bench_channels_last"):
         sys.modules.pop(name, None)
 
 
@@ -52,3 +53,12 @@ def test_robustness_report_pairs_the_thread_settings_by_cell(benchmarks):
     assert "2 cells measured in both: 1 changed" in line
     assert "median |ΔF1| 2.0, largest 4.0 (m, p@v1 fold 1 seed 1)" in line
     assert bench_robustness.thread_effect({"threads=1": [rec(0, 50.0)]}) is None
+
+
+def test_channels_last_comparison_steps_each_smoke_model_in_both_formats(benchmarks, capsys):
+    import bench_channels_last
+
+    assert bench_channels_last.main(["--rounds", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "ms/step" not in line]
+    assert len(rows) == 3
+    assert all(float(row.split("|")[-2]) > 0 for row in rows)
