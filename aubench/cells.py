@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aubench.errors import AubenchError, ConfigError, UnknownNameError
 from aubench.results import atomic_write_json, cell_dir, variant_name
 from aubench.specs import Fold, ProtocolSpec
+from aubench.workers import Workers
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -184,58 +185,6 @@ def _interleaved(cells: list[Cell]) -> list[Cell]:
         by_method.setdefault(cell.method, []).append(cell)
     turns = max((len(group) for group in by_method.values()), default=0)
     return [group[i] for i in range(turns) for group in by_method.values() if i < len(group)]
-
-
-class Workers:
-    """The worker processes of a run with ``jobs > 1`` (spawned, so plugins come from entry points), started
-    before the cells are planned: they start up and build the generated datasets that the run's protocols
-    read while the parent composes every cell's recipe. ``jobs <= 1``: no processes, nothing built ahead."""
-
-    def __init__(self, jobs: int):
-        self.jobs, self.pool, self.building = jobs, None, set()
-
-    def __enter__(self) -> Workers:
-        if self.jobs > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            from aubench.locks import die_with_parent
-
-            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=die_with_parent)
-        return self
-
-    def __exit__(self, kind: Any, *_: Any) -> None:
-        if self.pool is None:
-            return
-        if kind is not None:  # an error (a recipe that does not compose, Ctrl-C): say it now, not after a build
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                process.terminate()  # a dataset is marked built only once it is whole; its lock dies with it
-        self.pool.shutdown(wait=kind is None, cancel_futures=kind is not None)
-
-    def build(self, names: Iterable[str], registry: Registry) -> None:
-        """Build the generated datasets among ``names`` that are missing or out of date, side by side (not
-        each in turn by the first cell that needs it while the others wait); the cells wait on their locks."""
-        from aubench.data.prepared import needs_building
-
-        if self.pool is None:
-            return
-        for name in sorted(set(names) - self.building):
-            if needs_building(registry.get("dataset", name)):
-                self.building.add(name)
-                self.pool.submit(_build_dataset, name)
-
-
-def _build_dataset(name: str) -> None:
-    """Build one dataset in a worker (under its lock, so the cells that need it wait for it). A failure is
-    left to the cells, which build it again and record the error where it is read."""
-    from aubench.data.prepared import ensure_prepared
-    from aubench.registry import get_registry
-
-    try:
-        ensure_prepared(get_registry().get("dataset", name), progress=False)
-    except Exception:  # noqa: BLE001 - reported by the cells that need the dataset
-        pass
 
 
 def _engine_of(cell: Cell) -> list[str]:

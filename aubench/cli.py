@@ -235,28 +235,6 @@ def _split_items(items: list[str]) -> tuple[list[str], list[str]]:
     return methods, overrides
 
 
-#: GPU memory per cell when ``--jobs 0`` on a GPU: above the largest `paper` preset's peak (FAN-Trans, 6.5 GB
-#: at batch 32 in bench_gpu.py)
-GPU_GIB_PER_CELL = 8
-
-
-def _default_jobs(overrides: list[str]) -> int:
-    """``--jobs 0``: one cell per CPU core on the CPU; on a GPU (``engine.device=cuda...`` among the
-    overrides, or auto with CUDA available) one cell per two cores and per GPU_GIB_PER_CELL of the
-    device's memory, since one small cell leaves a GPU mostly idle (the default run on an H200 with 16
-    cores: 74 s with 8 cells at a time, cells bound by their host side)."""
-    cores = os.cpu_count() or 1
-    device = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "engine.device"),
-                  "auto")
-    import torch
-
-    if not (device.startswith("cuda") or device == "auto") or not torch.cuda.is_available():
-        return cores
-    index = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
-    gib = torch.cuda.get_device_properties(index).total_memory / 2**30
-    return max(1, min(cores // 2, int(gib // GPU_GIB_PER_CELL)))
-
-
 def _protocols_for(reg: Registry, dataset: str | None, names: list[str] | None) -> list[ProtocolSpec]:
     if names:
         protos = [reg.get("protocol", n) for n in names]
@@ -291,10 +269,11 @@ def _runs_dir(path: Path) -> Path:
 def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     from tqdm.auto import tqdm
 
-    from aubench.cells import Workers, plan_cells, run_cells
+    from aubench.cells import plan_cells, run_cells
     from aubench.leaderboard import write_leaderboard
     from aubench.metrics import mean_std
     from aubench.registry import get_registry
+    from aubench.workers import Workers, default_jobs
 
     reg = get_registry()
     _runs_dir(args.runs_dir)
@@ -312,7 +291,7 @@ def cmd_run(args: argparse.Namespace, cli: Commands) -> int:
     from aubench.distributed import is_main, world
 
     if args.jobs == 0 or world()[1] > 1:  # under torchrun the processes share each cell instead
-        args.jobs = 1 if world()[1] > 1 else _default_jobs(overrides)
+        args.jobs = 1 if world()[1] > 1 else default_jobs(overrides)
     protos = _protocols_for(reg, args.dataset, args.protocol)
     with Workers(args.jobs) as workers:  # they start up and build the datasets while the recipes compose
         workers.build((n for p in protos for n in (p.train_dataset, p.test_dataset)), reg)

@@ -59,8 +59,8 @@ def test_parallel_runs_build_the_missing_generated_datasets_first(registry, monk
     lock); an up-to-date copy is kept, and one worker process does nothing ahead."""
     import shutil
 
-    from aubench.cells import Workers, _build_dataset
     from aubench.data.prepared import dataset_dir
+    from aubench.workers import Workers, _build_dataset
 
     monkeypatch.setenv("AUBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AUBENCH_DATA", raising=False)
