@@ -132,3 +132,20 @@ def test_optimisers_take_the_multi_tensor_path_with_bitwise_the_weights_of_the_p
     slow, _ = train({"foreach": False})
     assert foreach is True
     assert torch.equal(fast, slow)
+
+
+def test_cached_feature_maps_are_handed_over_in_the_runtime_memory_format():
+    """A channels_last cell gets its cached 4-D features channels_last (as its images), with the same values;
+    vectors and a contiguous runtime are left as stored."""
+    import numpy as np
+
+    from aubench.features import FeatureCache
+
+    maps = np.arange(4 * 3 * 2 * 2, dtype=np.float16).reshape(4, 3, 2, 2)
+    cache = FeatureCache({"map": maps, "vec": np.ones((4, 5), np.float16)}, single=False, rows=np.array([3, 1, 0, 2]))
+    pos = torch.tensor([0, 2])
+    last = cache.take(pos, "cpu", channels_last=True)
+    plain = cache.take(pos, "cpu")
+    assert last["map"].is_contiguous(memory_format=torch.channels_last) and not last["map"].is_contiguous()
+    assert plain["map"].is_contiguous() and torch.equal(last["map"], plain["map"])
+    assert torch.equal(plain["map"], torch.from_numpy(maps[[3, 0]])) and last["vec"].shape == (2, 5)
