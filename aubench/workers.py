@@ -28,7 +28,9 @@ def default_jobs(overrides: list[str]) -> int:
 
     if not (device.startswith("cuda") or device == "auto") or not torch.cuda.is_available():
         return cores
-    index = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
+    index = int(device.split(":", 1)[1]) if device.startswith("cuda:") and device[5:].isdigit() else 0
+    if index >= torch.cuda.device_count():  # no such device: one cell, whose engine names the problem
+        return 1
     gib = torch.cuda.get_device_properties(index).total_memory / 2**30
     return max(1, min(cores // 2, int(gib // GPU_GIB_PER_CELL)))
 

@@ -102,8 +102,10 @@ def test_jobs_zero_becomes_one_worker_per_core_on_the_cpu_and_per_two_cores_and_
     gib = {0: 141, 1: 24}
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda i: asked.append(i) or types.SimpleNamespace(total_memory=gib[i] * 2**30))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     for cuda, extra, expected in ((False, [], 16), (True, [], 8), (True, ["engine.device=cuda:1"], 3),
-                                  (True, ["engine.device=cpu"], 16), (False, ["engine.device=cuda"], 16)):
+                                  (True, ["engine.device=cpu"], 16), (False, ["engine.device=cuda"], 16),
+                                  (True, ["engine.device=cuda:7"], 1)):
         monkeypatch.setattr(torch.cuda, "is_available", lambda c=cuda: c)
         main(["run", "vmnc-bce", "--protocol", "tiny-3fold", "--jobs", "0", "--runs-dir", str(runs), "--no-progress",
               *extra])
