@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 RUNS    ?= runs
 
-.PHONY: setup test run leaderboard publish-default-run clean
+.PHONY: setup test test-ray run leaderboard publish-default-run clean
 
 $(BIN)/aubench: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ setup: $(BIN)/aubench
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+## test-ray: install Hydra's Ray launcher into .venv (~400 MB) and run its end-to-end test on a local Ray instance
+test-ray: setup
+	$(BIN)/python -m pip install --quiet -e '.[ray]'
+	AUBENCH_TEST_RAY=1 $(BIN)/python -m pytest tests/aubench/test_cli.py -k ray_launcher
 
 ## run: set up, generate SynthAU, run every default method on every default protocol, write the leaderboard
 run: setup
