@@ -42,7 +42,10 @@ def report() -> str:
     try:
         import torch
 
-        lines += ["", f"torch threads   {torch.get_num_threads()}", f"cuda available  {torch.cuda.is_available()}"]
+        from aubench.results import cpu_name
+
+        lines += ["", f"cpu             {cpu_name()}", f"torch threads   {torch.get_num_threads()}",
+                  f"cuda available  {torch.cuda.is_available()}"]
         if torch.cuda.is_available():
             for i in range(torch.cuda.device_count()):
                 lines.append(f"  cuda:{i} {torch.cuda.get_device_name(i)} (bf16 {torch.cuda.is_bf16_supported()})")

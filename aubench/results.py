@@ -82,8 +82,23 @@ def git_commit(folder: Path | None = None) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU's model name and the instruction set torch's kernels use (e.g. ``AMD EPYC (AVX512)``): two
+    machines that differ here order floating-point sums differently, so the same seed gives other F1."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def environment(device: str | None = None) -> dict[str, Any]:
-    """What produced a number: package versions, git commit, device and torch's CPU threads."""
+    """What produced a number: package versions, git commit, device, the CPU and torch's CPU threads."""
     import numpy
     import torch
 
@@ -91,7 +106,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
 
     env = {"aubench": __version__, "git_commit": git_commit(), "python": platform.python_version(),
            "platform": platform.platform(), "torch": torch.__version__, "numpy": numpy.__version__,
-           "device": device, "threads": torch.get_num_threads(),
+           "device": device, "cpu": cpu_name(), "threads": torch.get_num_threads(),
            "cuda": torch.version.cuda if torch.cuda.is_available() else None}
     try:
         import timm

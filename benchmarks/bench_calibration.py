@@ -53,4 +53,6 @@ def calibrate(steps: int = 30, repeats: int = 3) -> float:
 
 
 if __name__ == "__main__":
-    print(f"calibration: {calibrate():.0f} images/s (fixed bare loop, 1 thread, 32 px, batch 64)")
+    from aubench.results import cpu_name
+
+    print(f"calibration: {calibrate():.0f} images/s (fixed bare loop, 1 thread, 32 px, batch 64) on {cpu_name()}")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from bench_calibration import calibrate
 
+from aubench.results import cpu_name
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -52,7 +54,7 @@ def main() -> None:
           f"{(total - train - evaluation) / total:.1%} (generating SynthAU, feature stores, waiting on their locks, "
           "building models)")
     print(f"default run: {wall:.0f} s wall ({wall / 60:.1f} min; goal 4 min on the machine that set it), "
-          f"calibration {cal:.0f} images/s")
+          f"calibration {cal:.0f} images/s, cpu {cpu_name()}")
 
 
 if __name__ == "__main__":

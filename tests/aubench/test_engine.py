@@ -38,8 +38,11 @@ def test_cell_record_is_complete_and_recomputable_from_predictions(reg, runs):
     assert on_disk["test_subject_hash"] == cell.fold.test_hash
     assert not set(on_disk["train_subjects"]) & set(on_disk["test_subjects"])
     assert on_disk["environment"]["torch"] and on_disk["environment"]["device"] == "cpu"
+    import torch
+
     from aubench.results import git_commit
 
+    assert on_disk["environment"]["cpu"].endswith(f"({torch.backends.cpu.get_cpu_capability()})")
     assert on_disk["environment"]["plugin_commits"] == ({"baseline": git_commit()} if git_commit() else {})
     assert on_disk["versions"]["baseline"].startswith("0.1.0 src ")
     pred = np.load(cell.run_dir / "predictions.npz")
