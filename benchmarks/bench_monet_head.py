@@ -4,6 +4,8 @@ Three ways to run, for every (example, order) row, the GRU cell of the task at e
 
 * ``loop``: for each task, gather its rows, run its ``nn.GRUCell``, scatter back (the reference);
 * ``packed``: the head's ``_step`` — rows packed per task, two batched matmuls per step;
+* ``by order``: rows packed once per order (``_unroll_by_order``), one batched matmul per step, the
+  input term read from W_ih's rows; ``auto`` picks it when it pads no more than ``packed``;
 * the head's forward, which also shares the prefix computation of orders under teacher forcing
   when that needs fewer cell steps (the toy's M = T! = 120 orders).
 
@@ -50,6 +52,9 @@ def main() -> None:
         full = step_ms(head, T)
         nodes = head._prefix_nodes
         head._prefix_nodes = 10 ** 9  # never share prefixes: one unroll per active order
+        head.layout = "order"
+        by_order = step_ms(head, T)
+        head.layout = "task"
         packed = step_ms(head, T)
         packed_step = MONETHead._step
         MONETHead._step = loop_step
@@ -58,7 +63,9 @@ def main() -> None:
         finally:
             MONETHead._step = packed_step
         head._prefix_nodes = nodes
+        head.layout = "auto"
         print(f"T={T:2d} M={M:3d} k={k:3d}: loop {loop:6.1f} ms | packed {packed:6.1f} ms ({loop / packed:4.1f}x) | "
+              f"by order {by_order:6.1f} ms ({loop / by_order:4.1f}x) | "
               f"head forward {full:6.1f} ms ({loop / full:4.1f}x; prefix tree {'on' if nodes <= k * T else 'off'})")
 
 

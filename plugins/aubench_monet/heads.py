@@ -24,8 +24,10 @@ Choices where the thesis is silent (documented, and options where useful):
   ``order="random"`` resamples it.
 
 All heads return per-task logits in training (teacher forced) and probabilities in evaluation.
-MONET's cells run as batched matmuls over a [task, row] packing, and under teacher forcing orders
-that share a prefix share its computation (the prefix tree), whichever needs fewer cell steps.
+MONET's cells run as batched matmuls over one of two packings, whichever pads less: rows grouped by
+the task of the step (any number of orders), or rows grouped by their order, which keeps one packing
+for the whole unroll (few orders, e.g. the smoke preset's M = 16); under teacher forcing, orders that
+share a prefix share its computation (the prefix tree) when that needs fewer cell steps.
 """
 from __future__ import annotations
 
@@ -234,6 +236,7 @@ class MONETHead(_Recurrent):
         self.gen = torch.Generator().manual_seed(order_seed + 1)
         self._seed_inference(order_seed + 1)
         self._stacked_params: tuple[torch.Tensor, ...] | None = None
+        self.layout = "auto"  # rows packed per "task" of each step or per "order" (auto: whichever pads less)
         self._build_prefix_tree()
 
     @property
@@ -303,6 +306,95 @@ class MONETHead(_Recurrent):
         with self._cells_stacked():
             return super()._unroll(h0, order, labels)
 
+    def _unroll_orders(self, h0: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Logits [R, T] in task order for rows following orders ``self.orders[ids]``: in the packing by
+        order when it pads no more than the packing by task (``layout``: ``auto``, ``order`` or ``task``)."""
+        if self.layout == "order" or (self.layout == "auto" and self._order_packing_pays(ids)):
+            return self._unroll_by_order(h0, ids, labels)
+        return self._unroll(h0, self.orders[ids], labels)
+
+    def _order_packing_pays(self, ids: torch.Tensor) -> bool:
+        """Rows padded per order (the largest order's count, once) against rows padded per task (the
+        largest task's count at each step), and few enough orders that their gathered weights stay small."""
+        counts = torch.bincount(ids, minlength=self.n_orders)
+        present = int((counts > 0).sum())
+        if present > 4 * self.n_tasks:
+            return False
+        by_order = present * int(counts.max())
+        tasks = self.orders.index_select(0, ids)  # [R, T]: the task of each row at each step
+        per_step = torch.zeros(self.n_tasks, self.n_tasks, dtype=torch.long, device=ids.device).scatter_add_(
+            0, tasks, torch.ones_like(tasks))  # [task, step] counts
+        by_task = self.n_tasks * float(per_step.max(0).values.float().mean())
+        return by_order <= by_task
+
+    def _unroll_by_order(self, h0: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """``_unroll`` with rows packed once into a [P orders, S rows] block, S the largest order's count.
+
+        Every row of a block runs the same task at every step, so a step is one batched matmul (h W_hh
+        of the block's task) and no repacking; the input term x W_ih of eq. 2.25's x = [y, onehot(task)]
+        is read from W_ih's rows instead of multiplied. Same equations as :meth:`_step` (``nn.GRUCell``).
+        """
+        R, T, dev = h0.shape[0], self.n_tasks, h0.device
+        present, inv = torch.unique(ids, return_inverse=True)
+        P = len(present)
+        counts = torch.bincount(inv, minlength=P)
+        S = int(counts.max())
+        by_order = torch.argsort(inv, stable=True)
+        rank = torch.empty_like(inv)
+        rank[by_order] = torch.arange(R, device=dev) - (counts.cumsum(0) - counts)[inv[by_order]]
+        slot = inv * S + rank  # row -> its place in the block
+        rows = torch.full((P * S,), R, dtype=torch.long, device=dev)  # place -> row; R is a zero row
+        rows[slot] = torch.arange(R, device=dev)
+
+        def packed(v: torch.Tensor) -> torch.Tensor:
+            return torch.cat([v, v.new_zeros(1, *v.shape[1:])]).index_select(0, rows).view(P, S, *v.shape[1:])
+
+        w_ih, w_hh, b_ih, b_hh, w_out, b_out = self._stacked()  # w_ih [T, 1 (+ T), 3H], w_hh [T, H, 3H]
+        orders = self.orders.index_select(0, present)  # [P, T]: each block's task at each step
+        flat = orders.reshape(-1)
+
+        def per_step(w: torch.Tensor) -> torch.Tensor:  # the block's task's parameters at every step: [P, T, ...]
+            return w.index_select(0, flat).view(P, T, *w.shape[1:])
+
+        wi = per_step(w_ih)  # the input term, gathered once for the whole unroll
+        gi_y = wi[:, :, 0].unsqueeze(2)  # [P, T, 1, 3H]: times the fed-back label
+        gi_c = per_step(b_ih)
+        if self.task_input:  # the one-hot of the previous task selects one row of W_ih (none at step 0)
+            prev = torch.cat([orders.new_zeros(P, 1), 1 + orders[:, :-1]], 1)
+            picked = wi.gather(2, prev.view(P, T, 1, 1).expand(P, T, 1, wi.shape[-1])).squeeze(2)
+            gi_c = gi_c + picked * (torch.arange(T, device=dev) > 0).view(1, T, 1).to(picked.dtype)
+        # the small per-step tensors as one view per step (unbind: its backward stacks the steps' gradients
+        # once, where slicing would zero-fill a whole [P, T, ...] gradient at every step); W_hh is gathered
+        # step by step, which moves a T-th of the memory at a time
+        gi_y, gi_c, b_hh = gi_y.unbind(1), gi_c.unsqueeze(2).unbind(1), per_step(b_hh).unsqueeze(2).unbind(1)
+        w_out, b_out = per_step(w_out).unsqueeze(2).unbind(1), per_step(b_out).unsqueeze(2).unbind(1)
+        h = packed(h0)
+        teacher = packed(labels) if labels is not None else None
+        prev_y = h.new_zeros(P, S)
+        steps = []
+        for t in range(T):
+            gi = prev_y.unsqueeze(-1) * gi_y[t].to(prev_y.dtype) + gi_c[t]
+            gh = torch.baddbmm(b_hh[t].to(h.dtype), h, w_hh.index_select(0, orders[:, t]).to(h.dtype))
+            i_r, i_z, i_n = gi.chunk(3, -1)
+            h_r, h_z, h_n = gh.chunk(3, -1)
+            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+            h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+            o = (h * w_out[t]).sum(-1) + b_out[t]
+            steps.append(o)
+            task = orders[:, t]
+            if teacher is not None:
+                prev_y = teacher.gather(2, task.view(P, 1, 1).expand(P, S, 1)).squeeze(2)
+            elif self.feedback == "sample":  # drawn in row order, as _unroll draws them
+                draw = torch.rand(R, generator=self.infer_gen).to(dev)
+                prev_y = (packed(draw.unsqueeze(1)).squeeze(2) < torch.sigmoid(o.detach().float())).to(o.dtype)
+            elif self.feedback == "mean":
+                prev_y = torch.sigmoid(o.detach().float()).to(o.dtype)
+            else:
+                prev_y = torch.full_like(o, 0.5)
+        by_step = torch.stack(steps, -1).to(_float32_at_least(h0))  # [P, S, step]
+        by_task = by_step.new_zeros(P, S, T).scatter(2, orders.unsqueeze(1).expand(P, S, T), by_step)
+        return by_task.view(P * S, T).index_select(0, slot)
+
     def _build_prefix_tree(self) -> None:
         """Under teacher forcing an order's hidden state after t steps depends only on its first t
         tasks, so orders sharing a prefix share that computation: depth t holds each distinct prefix
@@ -354,7 +446,7 @@ class MONETHead(_Recurrent):
             if self._prefix_nodes <= len(rows_b) // B * T:  # fewer cell steps than unrolling each active order
                 out_logits = self._unroll_prefixes(h0, teacher) * active.unsqueeze(-1)
             else:
-                task_logits = self._unroll(h0[rows_b], self.orders[rows_m], teacher[rows_b])  # [R, T], task order
+                task_logits = self._unroll_orders(h0[rows_b], rows_m, teacher[rows_b])  # [R, T], task order
                 out_logits = torch.zeros(B, M, T, device=h0.device, dtype=task_logits.dtype)
                 out_logits[rows_b, rows_m] = task_logits
             logits_log_pi = torch.full((B, M), float("-inf"), device=h0.device)
@@ -388,8 +480,8 @@ class MONETHead(_Recurrent):
         B, R, L = h0.shape[0], self.infer_orders, self.infer_samples
         choice = torch.multinomial(self.pi().detach().cpu().expand(B, -1), R, replacement=True,
                                    generator=self.infer_gen).to(h0.device)  # [B, R]
-        order = self.orders[choice.reshape(-1)].repeat_interleave(L, 0)  # [B*R*L, T]
-        probs = torch.sigmoid(self._unroll(h0.repeat_interleave(R * L, 0), order, None))
+        ids = choice.reshape(-1).repeat_interleave(L, 0)  # [B*R*L]: each row's order
+        probs = torch.sigmoid(self._unroll_orders(h0.repeat_interleave(R * L, 0), ids, None))
         return probs.view(B, R * L, -1).mean(1)
 
     def record_order_nll(self, nll: torch.Tensor, active: torch.Tensor) -> None:

@@ -199,6 +199,42 @@ def test_both_unrolls_run_under_bf16_autocast_and_stay_near_float32():
     assert torch.allclose(shared, rows.view(5, 24, 4), atol=0.05) and torch.allclose(shared, ref, atol=0.05)
 
 
+@pytest.mark.parametrize("task_input", [True, False])
+def test_packing_rows_by_order_equals_packing_them_by_task(task_input):
+    """The two packings of MONET's cell steps compute the same logits, gradients and predictions (the
+    inference draws included); ``auto`` packs by order at the smoke sizes (M = 16 orders of T = 12, k = 8)
+    and by task for the thesis' M = 512."""
+    import copy
+
+    torch.manual_seed(3)
+    head = MONETHead(16, 12, hidden=16, n_orders=16, keep=8, task_input=task_input)
+    head._prefix_nodes = 10 ** 9  # unroll every active order (the path both packings serve)
+    h0, y = torch.randn(32, 16), (torch.rand(32, 12) < 0.4).float()
+    mask = torch.rand(32, 12) > 0.2
+    got = {}
+    for layout in ("task", "order"):
+        hd = copy.deepcopy(head)
+        hd.layout = layout
+        x = h0.clone().requires_grad_(True)
+        logits = hd(x, y, mask)["order_logits"]
+        (logits * torch.linspace(-1, 1, 12)).sum().backward()
+        hd.eval()
+        sampled = hd.predict(h0)
+        hd.feedback = "mean"
+        got[layout] = (logits.detach(), x.grad, hd.cells[5].weight_hh.grad, hd.cells[5].weight_ih.grad,
+                       hd.outs[7].bias.grad, hd.predict(h0), sampled)
+    for a, b in zip(got["task"], got["order"]):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(got["task"][-1], got["order"][-1])  # the same Bernoulli draws, row for row
+    ids = torch.randint(0, 16, (256,))
+    assert head._order_packing_pays(ids)
+    assert not MONETHead(16, 12, hidden=16, n_orders=512, keep=128)._order_packing_pays(torch.randint(0, 512, (2048,)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the GPU's bf16 autocast: float32 logits, near float32
+        bf = head._unroll_by_order(h0.bfloat16()[ids % 32], ids, y[ids % 32])
+    assert bf.dtype == torch.float32
+    assert torch.allclose(bf, head._unroll_by_order(h0[ids % 32], ids, y[ids % 32]), atol=0.05)
+
+
 @pytest.mark.parametrize("method", ["monet", "monet-mrnn", "monet-vmns"])
 def test_each_head_passes_the_model_checks_with_its_smoke_recipe_under_autocast_too(method, registry):
     from omegaconf import OmegaConf
