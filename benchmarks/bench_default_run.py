@@ -1,6 +1,7 @@
 """Wall time of the default run (`aubench run --all` on SynthAU, datasets generated from scratch in an
 empty AUBENCH_HOME) in a fresh runs folder, with each method's share of the cells' time taken from the
-result records, and the calibration figure (`bench_calibration.py`) to set it beside another machine's.
+result records, and the calibration figure (`bench_calibration.py`) read before and after the run, to set
+it beside another machine's (the two readings differ when the machine's speed drifted meanwhile).
 
     python benchmarks/bench_default_run.py [--jobs N] [--keep DIR]
 """
@@ -36,6 +37,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "aubench.cli", "run", "--all", "--runs-dir", str(runs), "--no-progress",
                         "--jobs", str(args.jobs), *args.extra], check=True, env=env)
         wall = time.perf_counter() - t
+        cal_after = calibrate()  # the machine's speed drifts: read it on both sides of the run
         per: dict[str, float] = defaultdict(float)
         cells: dict[str, int] = defaultdict(int)
         parts: dict[str, float] = defaultdict(float)
@@ -54,7 +56,7 @@ def main() -> None:
           f"{(total - train - evaluation) / total:.1%} (generating SynthAU, feature stores, waiting on their locks, "
           "building models)")
     print(f"default run: {wall:.0f} s wall ({wall / 60:.1f} min; goal 4 min on the machine that set it), "
-          f"calibration {cal:.0f} images/s, cpu {cpu_name()}")
+          f"calibration {cal:.0f} images/s before, {cal_after:.0f} after, cpu {cpu_name()}")
 
 
 if __name__ == "__main__":
