@@ -34,10 +34,11 @@ def subject_counts(predictions: Path, subjects: Sequence[str], threshold: float 
     pred, y = probs >= threshold, labels > 0.5
     frame_counts = np.stack([pred & y & mask, pred & ~y & mask, ~pred & y & mask, (pred == y) & mask, mask], -1)
     index = {s: i for i, s in enumerate(subjects)}
-    rows = np.array([index.get(str(s), -1) for s in subj])
-    out = np.zeros((len(subjects), probs.shape[1], 5))
-    np.add.at(out, rows[rows >= 0], frame_counts[rows >= 0])
-    return out
+    rows = np.array([index.get(str(s), -1) for s in subj], dtype=np.int64)
+    keep = rows >= 0
+    member = np.zeros((len(subjects), int(keep.sum())))  # subject x frame, one-hot: a sum per subject as a
+    member[rows[keep], np.arange(member.shape[1])] = 1.0  # matmul (exact for counts; np.add.at is ~20x slower)
+    return (member @ frame_counts[keep].reshape(member.shape[1], -1).astype(float)).reshape(len(subjects), -1, 5)
 
 
 def _score(counts: np.ndarray, metric: str) -> np.ndarray:
