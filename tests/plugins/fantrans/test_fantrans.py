@@ -69,6 +69,23 @@ def test_a_random_frozen_extractor_is_the_same_for_every_cell_seed_and_leaves_th
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), other.state_dict().values()))
 
 
+def test_a_gray_extractor_reads_the_luma_only_and_the_smoke_recipe_asks_for_it(registry):
+    """Desaturating an image (its luma kept) changes a random CNN's features, not those of its gray
+    variant, which equal the features of the luma image in all three channels, in either memory format."""
+    from aubench.config import compose
+    from aubench_fantrans.backbone import LUMA, TimmFeatures
+
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    luma = (x * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    pale = luma + 0.3 * (x - luma)  # saturation x 0.3, the same luma
+    rgb, gray = TimmFeatures("test_resnet", allow_random=True), TimmFeatures("test_resnet", allow_random=True, gray=True)
+    assert not torch.allclose(rgb(x), rgb(pale), atol=1e-3)
+    assert torch.allclose(gray(x), gray(pale), atol=1e-5)
+    assert torch.allclose(gray(x), rgb(luma.expand(-1, 3, -1, -1)), atol=1e-5)
+    assert torch.allclose(gray(x.contiguous(memory_format=torch.channels_last)), gray(x), atol=1e-5)
+    assert compose("fantrans", ["preset=smoke"], registry=registry).model.backbone.gray is True
+
+
 def test_missing_weights_refuse_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ConfigError, match="needs pretrained FAN weights.*allow_random=true"):
