@@ -39,19 +39,23 @@ def _results(runs: Path) -> dict[str, tuple]:
 def reference(tmp_path_factory):
     """An uninterrupted run (and the generated toy dataset, shared by the other runs)."""
     tmp = tmp_path_factory.mktemp("ref")
+    t0 = time.monotonic()
     proc = _aubench([*RUN, "--runs-dir", str(tmp / "runs")], _env(tmp))
     assert proc.wait(timeout=300) == 0, proc.stdout.read()
-    return tmp, _results(tmp / "runs")
+    return tmp, _results(tmp / "runs"), time.monotonic() - t0
 
 
 def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_result(reference, tmp_path):
-    home, expected = reference
+    home, expected, seconds = reference
     env, runs = _env(home), tmp_path / "runs"
     rng = random.Random(7)
     kills = 0
     for _ in range(5):
         proc = _aubench([*RUN, "--runs-dir", str(runs)], env)
-        time.sleep(rng.uniform(2.0, 5.0))  # startup, training, evaluation, writing: wherever it is
+        # startup, training, evaluation, writing: wherever it is. Relative to the uninterrupted run's time
+        # (5 s on a fast machine, 20 s on a slow one), so that each attempt, which resumes with less left
+        # to do, is still cut short on any machine
+        time.sleep(rng.uniform(0.3, 0.6) * seconds)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -70,7 +74,7 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_result(ref
 
 
 def test_two_processes_on_one_runs_folder_share_the_cells_without_corrupting_them(reference, tmp_path):
-    home, _ = reference
+    home, _, _ = reference
     env, runs = _env(home), tmp_path / "runs"
     args = [*RUN, "--seeds", "3", "--runs-dir", str(runs)]
     first, second = _aubench(args, env), _aubench(args, env)
@@ -83,7 +87,7 @@ def test_two_processes_on_one_runs_folder_share_the_cells_without_corrupting_the
 
 
 def test_a_full_disk_keeps_the_previous_result_and_says_so(reference, tmp_path):
-    home, expected = reference
+    home, expected, _ = reference
     env, runs = _env(home), tmp_path / "runs"
     proc = _aubench([*RUN, "--runs-dir", str(runs)], env)
     assert proc.wait(timeout=300) == 0
