@@ -115,6 +115,20 @@ def _all_positive_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"per_au": per_au, "mean": mean, "std": std}
 
 
+def _machines(rows: list[dict[str, Any]]) -> str:
+    """Where the cells ran (records' ``environment``): the same seed on another CPU gives other numbers."""
+    from collections import Counter
+
+    def machine(env: dict[str, Any]) -> str:
+        if str(env.get("device") or "").startswith("cuda"):
+            return f"{env.get('gpu') or 'a CUDA GPU'} (cuda)"
+        return env.get("cpu") or "a CPU its records do not name"
+
+    seen = Counter(machine(rec.environment or {}) for row in rows for rec in row["records"])
+    return ("Measured on " + ", ".join(f"{m}: {n} cell{'s' * (n != 1)}" for m, n in sorted(seen.items()))
+            + ". Another machine gives other numbers for the same seed (README, \"Robustness\").")
+
+
 def _fmt(value: float | None) -> str:
     return "" if value is None else "n/a" if value != value else f"{value:.1f}"  # NaN: nothing to score
 
@@ -273,6 +287,7 @@ def render(records: list[ResultRecord], references: Iterable[tuple[str, Referenc
         if rows:
             out += _our_table(rows, metric)
             out += [f"Test-subject hashes (fold:hash): {', '.join(sorted({h for r in rows for h in r['hashes']}))}.", ""]
+            out += [_machines(rows), ""]
             if plot_dir is not None:
                 out += [f"![per-AU {METRICS[metric]} of {proto_id}]({plot_dir}/{proto_id}.png)", ""]
         mine = [(owner, ref) for owner, ref in refs if ref.protocol == proto_id]

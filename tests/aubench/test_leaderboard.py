@@ -52,6 +52,10 @@ def test_rows_are_mean_and_std_over_folds_with_the_all_positive_floor():
     assert "**70.0** ± 0.0" in lines[2] and "**55.0** ± 7.1" in lines[3]  # sorted best first
     assert "*all positive*" in lines[4] and "40.0 ± 0.0" in lines[4]  # 2*.25/1.25
     assert "1:h1, 2:h2" in text
+    assert "Measured on a CPU its records do not name: 4 cells." in text
+    gpu, cpu = _rec("a", "1", 50.0), _rec("a", "2", 60.0)
+    gpu.environment, cpu.environment = {"device": "cuda", "gpu": "NVIDIA H200"}, {"device": "cpu", "cpu": "AMD EPYC (AVX512)"}
+    assert "Measured on AMD EPYC (AVX512): 1 cell, NVIDIA H200 (cuda): 1 cell." in render([gpu, cpu], uncertainty=False)
 
 
 def test_our_row_and_its_published_row_are_side_by_side_with_the_difference():
