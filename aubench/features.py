@@ -10,11 +10,12 @@ not see the augmentation), while ``image`` is augmented as usual; ``false`` neve
 ``engine.feature_store``: ``memory`` (default) keeps the cache in RAM; ``disk`` writes it once under
 ``$AUBENCH_HOME/features/<key>/`` as float16 ``.npy`` files, memory-mapped on use and shared by every
 cell whose key matches: the frozen weights, the dataset fingerprint, the input size, normalisation and
-test view, the model section of the recipe, and the code (aubench's and the model package's source, torch's
-version), so that a store is never read by code other than what wrote it. For single frames (no clips) the store holds every frame
-of the dataset, so the folds and protocols of one dataset (same seed, hence the same frozen weights)
-compute it once between them, one process at a time (a lock per key); clip sets are stored per set of
-rows. Features never depend on how they are stored, so the store is a result-neutral option.
+test view, the model section of the recipe, and the code (the source of aubench and of every package a
+module of the model comes from, torch's version), so that a store is never read by code other than what
+wrote it. For single frames (no clips) the store holds every frame of the dataset, so the folds and
+protocols of one dataset (same seed, hence the same frozen weights) compute it once between them, one
+process at a time (a lock per key); clip sets are stored per set of rows. Features never depend on how
+they are stored, so the store is a result-neutral option.
 """
 from __future__ import annotations
 
@@ -143,16 +144,12 @@ def frozen_state(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
 
 def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig, rt: Runtime) -> str:
     """What the cached features depend on: frozen weights, data, frames (rows), input view, the model recipe,
-    how they were computed (device kind and bf16 autocast change their values) and by which code (the
-    source of aubench and of the model's package, torch's version): a store written by other code is
-    never read as this code's."""
-    import sys
-
+    how they were computed (device kind and bf16 autocast change their values) and by which code
+    (:func:`_code_of`): a store written by other code is never read as this code's."""
     import torch
     from omegaconf import OmegaConf
 
-    code = [_code_hash(sys.modules[m]) for m in ("aubench", type(model).__module__.split(".")[0])]
-    digest = hashlib.sha256(json.dumps([code, torch.__version__]).encode())
+    digest = hashlib.sha256(json.dumps([_code_of(model), torch.__version__]).encode())
     for name, tensor in frozen_state(model):
         digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
     view = {"model": OmegaConf.to_container(cfg.model, resolve=True), "input": OmegaConf.to_container(cfg.get("input") or {}),
@@ -163,16 +160,23 @@ def feature_key(model: torch.nn.Module, frames: FrameBatches, cfg: DictConfig, r
     return digest.hexdigest()[:20]
 
 
-def _code_hash(module: Any) -> str:
-    """A hash of a package's source (aubench's registry hashes plugins the same way), or of a lone module's file."""
+def _code_of(model: torch.nn.Module) -> list[str]:
+    """aubench and every package a module of ``model`` comes from (a frozen extractor may be another plugin's,
+    or timm's), each with a hash of its source as the registry hashes plugins (a lone module: its file);
+    torch is named by its version in the key instead."""
     import inspect
+    import sys
 
     from aubench import registry
 
-    path = Path(inspect.getfile(module))
-    if hasattr(module, "__path__"):
-        return registry._source_hash(path.parent)
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+    out = []
+    for name in sorted({type(m).__module__.split(".")[0] for m in model.modules()} - {"torch"} | {"aubench"}):
+        module = sys.modules[name]
+        path = Path(inspect.getfile(module))
+        digest = registry._source_hash(path.parent) if hasattr(module, "__path__") else \
+            hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+        out.append(f"{name} {digest}")
+    return out
 
 
 def _whole_dataset(frames: FrameBatches) -> FrameBatches:

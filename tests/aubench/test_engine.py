@@ -329,10 +329,16 @@ def test_the_disk_feature_key_follows_how_features_are_computed(reg, tmp_path):
     assert cpu != feature_key(model, frames, cell.config, Runtime("cuda", True, True))  # bf16 features differ
     assert cpu != feature_key(model, frames, cell.config, Runtime("cuda", False, False))
     from aubench import registry
+    from aubench.features import _code_of
+    from aubench_monet.heads import VMNCHead
 
     with pytest.MonkeyPatch.context() as mp:  # other source of aubench or of the model's package: other key
         mp.setattr(registry, "_source_hash", lambda folder: "edited")
         assert cpu != feature_key(model, frames, cell.config, Runtime("cpu", False, False))
+    model.extractor = VMNCHead(2, 2)  # a module from another plugin's package counts too
+    assert [c.split()[0] for c in _code_of(model)] == ["aubench", "aubench_monet", "toy_components"]
+    assert cpu != feature_key(model, frames, cell.config, Runtime("cpu", False, False))
+    del model.extractor
     frames.small = np.zeros((1, 1, 1, 3), np.uint8)  # frames resized once at load: other rounding, other key
     assert cpu != feature_key(model, frames, cell.config, Runtime("cpu", False, False))
 
